@@ -1,0 +1,116 @@
+"""RootSIFT local features: the weight-free identification path.
+
+RootSIFT (Arandjelović & Zisserman, "Three things everyone should know to improve object
+retrieval", CVPR 2012) is SIFT (Lowe, IJCV 2004) with each descriptor L1-normalised and
+square-rooted, so that Euclidean distance between descriptors equals the Hellinger kernel.
+Markings on flukes, fins and callosities are matched by these keypoints, and the matches
+are checked geometrically by the indexer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import cv2
+import msgspec
+import numpy as np
+
+from embeddings.photo import Photo
+from embeddings.protocol import FeatureKind, LocalFeatures
+
+__all__ = ["KeypointConfig", "RootSiftExtractor"]
+
+
+class KeypointConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Settings of the RootSIFT extractor. Changing any of them changes the extractor's
+    version, so stored features of the old settings are never mixed with new ones."""
+
+    long_side: int = 600
+    """Photos are resized so that their longer side has this many pixels. Small crops are
+    upscaled too: SIFT finds too few stable keypoints on a 300 px fluke."""
+    max_features: int = 1000
+    """Strongest keypoints kept per photo; bounds memory and search time."""
+    contrast_threshold: float = 0.04
+    """SIFT's DoG contrast threshold; lower finds more, weaker keypoints."""
+    clahe: bool = False
+    """Equalise local contrast (CLAHE) before detection."""
+    padding_tolerance: int = 6
+    """Grey-level tolerance for treating a uniform border (letterbox padding) as not part
+    of the photo; keypoints on or touching it are dropped."""
+    glare_level: int = 250
+    """Grey level at or above which a pixel counts as saturated glare or padding."""
+
+
+class RootSiftExtractor:
+    """Callable from a `Photo` to RootSIFT `LocalFeatures`."""
+
+    name = "rootsift"
+    kind: FeatureKind = "local"
+
+    def __init__(self, config: KeypointConfig | None = None) -> None:
+        self.config = config or KeypointConfig()
+        settings = msgspec.json.encode(self.config)
+        self.version = "1-" + hashlib.sha256(settings).hexdigest()[:10]
+
+    def extract(self, photo: Photo) -> LocalFeatures:
+        """Detect keypoints and describe them.
+
+        Returns:
+            LocalFeatures with keypoints in the photo's own pixel coordinates (the working
+            resize is undone) and uint8-quantised RootSIFT descriptors, (N, 128).
+        """
+        gray = cv2.cvtColor(photo.pixels, cv2.COLOR_RGB2GRAY)
+        scale = self.config.long_side / max(gray.shape)
+        if abs(scale - 1.0) > 1e-3:
+            size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+            gray = cv2.resize(gray, size, interpolation=interpolation)
+        if self.config.clahe:
+            gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
+        mask = self._content_mask(gray)
+        # cv2.SIFT is not re-entrant across threads; a fresh detector per call is cheap.
+        sift = cv2.SIFT_create(
+            nfeatures=self.config.max_features,
+            contrastThreshold=self.config.contrast_threshold,
+        )
+        keypoints, descriptors = sift.detectAndCompute(gray, mask)
+        if descriptors is None or not keypoints:
+            return LocalFeatures(
+                keypoints=np.zeros((0, 4), np.float32), descriptors=np.zeros((0, 128), np.uint8)
+            )
+        points = np.array(
+            [(k.pt[0] / scale, k.pt[1] / scale, k.size / scale, k.angle) for k in keypoints],
+            dtype=np.float32,
+        )
+        return LocalFeatures(keypoints=points, descriptors=_root_sift(descriptors))
+
+    def _content_mask(self, gray: np.ndarray) -> np.ndarray:
+        """(H, W) uint8 mask, 0 on uniform letterbox borders and saturated glare.
+
+        Padding and blown-out highlights have no markings, but their straight edges give
+        strong keypoints that match every other padded photo.
+        """
+        mask = np.full(gray.shape, 255, np.uint8)
+        mask[gray >= self.config.glare_level] = 0
+        tol = self.config.padding_tolerance
+        for axis in (0, 1):
+            lines = gray.max(axis=1 - axis).astype(int) - gray.min(axis=1 - axis).astype(int)
+            uniform = lines <= tol
+            for order in (range(len(uniform)), range(len(uniform) - 1, -1, -1)):
+                for i in order:
+                    if not uniform[i]:
+                        break
+                    if axis == 0:
+                        mask[i, :] = 0
+                    else:
+                        mask[:, i] = 0
+        # Keep keypoints whose support region would straddle the border out as well.
+        return cv2.erode(mask, np.ones((9, 9), np.uint8))
+
+
+def _root_sift(descriptors: np.ndarray) -> np.ndarray:
+    """(N, 128) float32 SIFT -> (N, 128) uint8 RootSIFT, unit L2 norm before quantising."""
+    d = descriptors.astype(np.float32)
+    d /= d.sum(axis=1, keepdims=True) + 1e-7
+    np.sqrt(d, out=d)
+    return np.clip(np.rint(d * 255.0), 0, 255).astype(np.uint8)

@@ -1,0 +1,47 @@
+"""Decoded photographs: pixels plus the metadata a sighting record needs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+import numpy as np
+
+ImageErrorReason = Literal["corrupted_image", "unsupported_format", "too_large"]
+
+
+class ImageError(Exception):
+    """A photo that cannot be used, with a machine-readable reason and a human message."""
+
+    def __init__(self, reason: ImageErrorReason, message: str) -> None:
+        super().__init__(message)
+        self.reason: ImageErrorReason = reason
+        self.message = message
+
+
+class Photo(msgspec.Struct, frozen=True, kw_only=True):
+    """A decoded photo.
+
+    Attributes:
+        pixels: (H, W, 3) uint8 RGB, EXIF orientation already applied.
+        sha256: hex digest of the file's bytes (the duplicate key).
+        format: the decoder's format name, e.g. "JPEG", "PNG", "HEIF".
+        taken_at: EXIF DateTimeOriginal as ISO 8601 ("2019-07-04T13:05:00"), if present.
+        latitude: EXIF GPS latitude in decimal degrees (south negative), if present.
+        longitude: EXIF GPS longitude in decimal degrees (west negative), if present.
+    """
+
+    pixels: np.ndarray
+    sha256: str
+    format: str
+    taken_at: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])

@@ -1,0 +1,47 @@
+"""What every feature extractor returns and promises, weight-free or deep."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+import msgspec
+import numpy as np
+
+from embeddings.photo import Photo
+
+FeatureKind = Literal["local", "global"]
+
+
+class LocalFeatures(msgspec.Struct, frozen=True, kw_only=True):
+    """Keypoints and descriptors of one photo.
+
+    Attributes:
+        keypoints: (N, 4) float32 rows of x, y, scale, angle (degrees), in the pixel
+            coordinates of the photo as loaded (EXIF orientation applied).
+        descriptors: (N, D) uint8, each row a quantised L2-normalised descriptor
+            (value = round(255 * component)).
+    """
+
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+
+
+class GlobalEmbedding(msgspec.Struct, frozen=True, kw_only=True):
+    """One L2-normalised vector for the whole photo: (D,) float32."""
+
+    vector: np.ndarray
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    """A named, versioned callable from a photo to features.
+
+    `name` and `version` are stored beside every feature row, so features made by another
+    extractor or another version are never mixed into one index.
+    """
+
+    name: str
+    version: str
+    kind: FeatureKind
+
+    def extract(self, photo: Photo) -> LocalFeatures | GlobalEmbedding: ...

@@ -1,0 +1,23 @@
+"""Settings of the identification engine (search, verification, open-set decision)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    neighbours: int = 4
+    """K of LNBNN: neighbours that vote per query descriptor; neighbour K+1 normalises."""
+    shortlist: int = 20
+    """Gallery images re-ranked by spatial verification."""
+    exact_search_max: int = 300_000
+    """Up to this many gallery descriptors the search is exact; above, an IVF index."""
+    nprobe: int = 16
+    """IVF lists visited per query descriptor (speed against recall)."""
+    new_individual_threshold: float = 0.5
+    """Below this calibrated probability for the best candidate the answer is
+    `new_individual`."""
+    calibration_queries: int = 300
+    """Gallery images queried against the rest of the gallery to fit the calibration."""
+    top_k: int = 5
+    """Candidates returned by default."""

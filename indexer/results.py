@@ -1,0 +1,48 @@
+"""Answers of the identification engine, as they cross into the service and the CLI."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Decision = Literal["match", "new_individual"]
+
+
+class Evidence(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a candidate ranks where it does: its best gallery image."""
+
+    image_id: int
+    source_name: str
+    inliers: int
+
+
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+    individual_id: str
+    species: str | None
+    probability: float
+    """Calibrated probability that the query shows this individual."""
+    score: float
+    """Raw matcher score (comparable only within one extractor and gallery)."""
+    evidence: Evidence
+
+
+class Identification(msgspec.Struct, frozen=True, kw_only=True):
+    candidates: list[Candidate]
+    decision: Decision
+    extractor: str
+    index_version: str
+    timings_ms: dict[str, float]
+
+
+class EnrolResult(msgspec.Struct, frozen=True, kw_only=True):
+    image_id: int
+    individual_id: str
+    created: bool
+    """False when the same photo (same content hash) was already stored."""
+
+
+class GalleryStats(msgspec.Struct, frozen=True, kw_only=True):
+    individuals: int
+    images: int
+    descriptors: int

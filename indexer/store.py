@@ -1,0 +1,888 @@
+"""The SQLite embedding database: individuals, images and their features.
+
+This is the source of truth. FAISS indexes are derived from it and can always be rebuilt
+from it; the pair (`Store.epoch()`, `Store.max_feature_id()`) tells an index whether it
+is stale (the epoch moved: rebuild) or only behind (newer feature ids: add them).
+
+Durability: WAL journal with `synchronous=FULL`, so a write acknowledged by a returning
+method is on disk before it returns and survives the process being killed.
+
+Thread-safety: one connection, guarded by a lock; every write is one `BEGIN IMMEDIATE`
+transaction, so a failure half-way leaves nothing written.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import msgspec
+import numpy as np
+
+from embeddings.protocol import GlobalEmbedding, LocalFeatures
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Conflict",
+    "FeatureRow",
+    "ImageRow",
+    "Individual",
+    "NewImage",
+    "NotFound",
+    "Store",
+    "StoreError",
+]
+
+SCHEMA_VERSION = 1
+"""Stored in `PRAGMA user_version`; bump it with a migration when the schema changes."""
+
+_EPOCH_KEY = "store.epoch"
+# Keys under this prefix belong to the store itself; `set_meta` refuses them so a caller
+# cannot move the epoch behind the indexer's back.
+_RESERVED_PREFIX = "store."
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_BUSY_TIMEOUT_MS = 10_000
+# Little-endian on disk whatever the host, so a database file can be copied between
+# machines.
+_F32 = np.dtype("<f4")
+_U8 = np.dtype("u1")
+
+_SCHEMA = (
+    """
+    CREATE TABLE individuals (
+        id TEXT PRIMARY KEY,
+        species TEXT,
+        name TEXT,
+        created_at TEXT
+    )
+    """,
+    # AUTOINCREMENT: ids are never reused after a delete, so an image id quoted in an old
+    # answer, or a feature id remembered by an index, never points at a different row.
+    """
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sha256 TEXT UNIQUE NOT NULL,
+        source_name TEXT NOT NULL,
+        individual_id TEXT NOT NULL REFERENCES individuals(id),
+        width INT,
+        height INT,
+        taken_at TEXT,
+        latitude REAL,
+        longitude REAL,
+        created_at TEXT
+    )
+    """,
+    "CREATE INDEX images_individual ON images(individual_id)",
+    """
+    CREATE TABLE features (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        extractor TEXT NOT NULL,
+        version TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK(kind IN ('local', 'global')),
+        count INT,
+        dim INT,
+        keypoints BLOB,
+        data BLOB NOT NULL,
+        UNIQUE(image_id, extractor, version)
+    )
+    """,
+    # Serves iter_features / max_feature_id / count_features: one extractor's rows in
+    # id order.
+    "CREATE INDEX features_extractor ON features(extractor, version, id)",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+    f"INSERT INTO meta(key, value) VALUES ('{_EPOCH_KEY}', '0')",
+)
+
+
+class StoreError(Exception):
+    """Anything the store refuses or cannot do."""
+
+
+class NotFound(StoreError):
+    """The named individual or image does not exist."""
+
+
+class Conflict(StoreError):
+    """The operation would clash with existing data (an id already taken, ...)."""
+
+
+class Individual(msgspec.Struct, frozen=True, kw_only=True):
+    """One animal.
+
+    Attributes:
+        id: the catalogue id, chosen by the user (e.g. "HW-0042").
+        species: free-text species, if known.
+        name: a nickname, if any.
+        created_at: ISO 8601 UTC time the record was created.
+        image_count: how many images are labelled with this individual.
+    """
+
+    id: str
+    species: str | None
+    name: str | None
+    created_at: str
+    image_count: int
+
+
+class ImageRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored photo (the pixels are not stored, only their features)."""
+
+    id: int
+    sha256: str
+    source_name: str
+    individual_id: str
+    width: int
+    height: int
+    taken_at: str | None
+    latitude: float | None
+    longitude: float | None
+    created_at: str
+
+
+class NewImage(msgspec.Struct, frozen=True, kw_only=True):
+    """A photo to enrol.
+
+    Attributes:
+        sha256: lowercase hex digest of the file's bytes; the duplicate key.
+        source_name: the file name the photo came with.
+        individual_id: who it shows; created if absent.
+        width: pixel width as loaded (EXIF orientation applied).
+        height: pixel height as loaded.
+        taken_at: ISO 8601 capture time, if known.
+        latitude: decimal degrees, south negative, if known.
+        longitude: decimal degrees, west negative, if known.
+    """
+
+    sha256: str
+    source_name: str
+    individual_id: str
+    width: int
+    height: int
+    taken_at: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+class FeatureRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One extractor's output for one image, as stored.
+
+    The arrays are read-only views on the stored bytes.
+    """
+
+    id: int
+    image_id: int
+    extractor: str
+    version: str
+    features: LocalFeatures | GlobalEmbedding
+
+
+FeatureInput = tuple[str, str, LocalFeatures | GlobalEmbedding]
+"""(extractor name, extractor version, features) as passed to `Store.add_image`."""
+
+_IMAGE_COLUMNS = (
+    "id, sha256, source_name, individual_id, width, height, taken_at, latitude, longitude,"
+    " created_at"
+)
+_INDIVIDUAL_SELECT = (
+    "SELECT i.id, i.species, i.name, i.created_at,"
+    " (SELECT COUNT(*) FROM images m WHERE m.individual_id = i.id)"
+    " FROM individuals i"
+)
+_FEATURE_COLUMNS = "id, image_id, extractor, version, kind, count, dim, keypoints, data"
+
+
+class Store:
+    """The embedding database. Open with `Store.open(path)`; close it or use `with`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        """Wrap an already configured connection; use `Store.open` instead."""
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = threading.Lock()
+        self.path = path
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating if needed) the database at `path`.
+
+        Args:
+            path: the database file; missing parent directories are created.
+
+        Returns:
+            An open store.
+
+        Raises:
+            StoreError: the file is not a SQLite database, or was written by a newer
+                version of this program (its schema version is unknown here).
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: the module must not open transactions on its own; we
+        # issue BEGIN IMMEDIATE ourselves so the write lock is taken up front and a
+        # read-then-write never deadlocks against another writer.
+        conn = sqlite3.connect(
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{path}: cannot enable WAL journal (got {mode!r})")
+            # FULL, not NORMAL: under WAL, NORMAL may lose the last commits on power loss.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _ensure_schema(conn, path)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"{path}: cannot open the database: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    def close(self) -> None:
+        """Close the connection. Further calls raise StoreError; closing twice is fine."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ images
+
+    def add_image(
+        self,
+        image: NewImage,
+        species: str | None,
+        features: Sequence[FeatureInput],
+    ) -> tuple[int, bool]:
+        """Store a photo, its label and its features in one transaction.
+
+        The individual is created if absent; `species`, if given, is recorded on an
+        individual that has none (an existing species is left alone).
+
+        Args:
+            image: the photo's record.
+            species: the individual's species, if known.
+            features: (extractor name, version, features) per extractor. Local
+                features: keypoints (N, 4) float32 and descriptors (N, D) uint8;
+                global: vector (D,) float32 with unit L2 norm.
+
+        Returns:
+            (image_id, True) when stored; (existing_id, False) when a photo with the
+            same sha256 is already stored, in which case nothing is written.
+
+        Raises:
+            StoreError: a field or an array has the wrong type, shape or dtype (the
+                message names the expected and the actual value); nothing is written.
+        """
+        _check_new_image(image)
+        _check_optional_text("species", species)
+        rows = _encode_features(features)
+        now = _now()
+        with self._write() as conn:
+            existing = conn.execute(
+                "SELECT id FROM images WHERE sha256 = ?", (image.sha256,)
+            ).fetchone()
+            if existing is not None:
+                return int(existing[0]), False
+            conn.execute(
+                "INSERT OR IGNORE INTO individuals(id, species, name, created_at)"
+                " VALUES (?, ?, NULL, ?)",
+                (image.individual_id, species, now),
+            )
+            if species is not None:
+                conn.execute(
+                    "UPDATE individuals SET species = ? WHERE id = ? AND species IS NULL",
+                    (species, image.individual_id),
+                )
+            cur = conn.execute(
+                f"INSERT INTO images({_IMAGE_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    image.sha256,
+                    image.source_name,
+                    image.individual_id,
+                    image.width,
+                    image.height,
+                    image.taken_at,
+                    image.latitude,
+                    image.longitude,
+                    now,
+                ),
+            )
+            image_id = int(cur.lastrowid)  # type: ignore[arg-type]
+            conn.executemany(
+                "INSERT INTO features(image_id, extractor, version, kind, count, dim,"
+                " keypoints, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(image_id, *row) for row in rows],
+            )
+        return image_id, True
+
+    def image(self, image_id: int) -> ImageRow | None:
+        """The image with this id, or None."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id = ?", (image_id,)
+            ).fetchone()
+        return None if row is None else _image_row(row)
+
+    def image_by_sha256(self, sha256: str) -> ImageRow | None:
+        """The image whose file has this sha256 hex digest, or None."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+        return None if row is None else _image_row(row)
+
+    def images_of(self, individual_id: str) -> list[ImageRow]:
+        """The images labelled with this individual, oldest id first (empty if none)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE individual_id = ? ORDER BY id",
+                (individual_id,),
+            ).fetchall()
+        return [_image_row(r) for r in rows]
+
+    def image_labels(self) -> dict[int, str]:
+        """Every image id mapped to its individual id."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT id, individual_id FROM images").fetchall()
+        return {int(i): str(ind) for i, ind in rows}
+
+    def count_images(self) -> int:
+        """How many images are stored."""
+        with self._read() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+    def delete_image(self, image_id: int) -> bool:
+        """Delete an image and its features; its individual stays.
+
+        Returns:
+            True if the image existed.
+        """
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            if cur.rowcount == 0:
+                return False
+            _bump_epoch(conn)
+        return True
+
+    # ------------------------------------------------------------------ individuals
+
+    def individual(self, individual_id: str) -> Individual | None:
+        """The individual with this id, or None."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"{_INDIVIDUAL_SELECT} WHERE i.id = ?", (individual_id,)
+            ).fetchone()
+        return None if row is None else _individual(row)
+
+    def list_individuals(
+        self, species: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Individual]:
+        """A page of individuals ordered by id.
+
+        Args:
+            species: only individuals of this species; None for all.
+            limit: at most this many (>= 0).
+            offset: skip this many first (>= 0).
+
+        Returns:
+            The page, possibly empty.
+        """
+        if limit < 0 or offset < 0:
+            raise StoreError(f"limit and offset must be >= 0, got {limit} and {offset}")
+        where, args = ("", ()) if species is None else (" WHERE i.species = ?", (species,))
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{_INDIVIDUAL_SELECT}{where} ORDER BY i.id LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+            ).fetchall()
+        return [_individual(r) for r in rows]
+
+    def count_individuals(self) -> int:
+        """How many individuals are stored (with or without images)."""
+        with self._read() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM individuals").fetchone()[0])
+
+    def upsert_individual(
+        self, individual_id: str, species: str | None = None, name: str | None = None
+    ) -> Individual:
+        """Create an individual, or update the fields given (None leaves a field alone).
+
+        Returns:
+            The individual as stored afterwards.
+        """
+        _check_id("individual_id", individual_id)
+        _check_optional_text("species", species)
+        _check_optional_text("name", name)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO individuals(id, species, name, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET"
+                " species = COALESCE(excluded.species, species),"
+                " name = COALESCE(excluded.name, name)",
+                (individual_id, species, name, _now()),
+            )
+            row = conn.execute(
+                f"{_INDIVIDUAL_SELECT} WHERE i.id = ?", (individual_id,)
+            ).fetchone()
+        return _individual(row)
+
+    def set_species(self, individual_id: str, species: str | None) -> None:
+        """Set (or with None, clear) an individual's species.
+
+        Raises:
+            NotFound: no such individual.
+        """
+        _check_optional_text("species", species)
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE individuals SET species = ? WHERE id = ?", (species, individual_id)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"individual {individual_id!r} not found")
+
+    def rename_individual(self, old_id: str, new_id: str) -> None:
+        """Give an individual a new id, moving its images; renaming to itself is a no-op.
+
+        Raises:
+            NotFound: `old_id` does not exist.
+            Conflict: `new_id` is already taken.
+        """
+        _check_id("new_id", new_id)
+        with self._write() as conn:
+            if not _individual_exists(conn, old_id):
+                raise NotFound(f"individual {old_id!r} not found")
+            if old_id == new_id:
+                return
+            if _individual_exists(conn, new_id):
+                raise Conflict(f"individual {new_id!r} already exists")
+            # Insert-move-delete keeps every foreign key satisfied at each statement.
+            conn.execute(
+                "INSERT INTO individuals(id, species, name, created_at)"
+                " SELECT ?, species, name, created_at FROM individuals WHERE id = ?",
+                (new_id, old_id),
+            )
+            moved = conn.execute(
+                "UPDATE images SET individual_id = ? WHERE individual_id = ?",
+                (new_id, old_id),
+            ).rowcount
+            conn.execute("DELETE FROM individuals WHERE id = ?", (old_id,))
+            if moved:
+                _bump_epoch(conn)
+
+    def merge_individuals(self, source_id: str, target_id: str) -> int:
+        """Relabel every image of `source_id` as `target_id`, then delete `source_id`.
+
+        The target keeps its species and name; those it lacks are taken from the source.
+
+        Returns:
+            How many images moved.
+
+        Raises:
+            NotFound: either individual does not exist.
+            Conflict: source and target are the same.
+        """
+        with self._write() as conn:
+            for role, ident in (("source", source_id), ("target", target_id)):
+                if not _individual_exists(conn, ident):
+                    raise NotFound(f"{role} individual {ident!r} not found")
+            if source_id == target_id:
+                raise Conflict(f"cannot merge individual {source_id!r} into itself")
+            conn.execute(
+                "UPDATE individuals SET"
+                " species = COALESCE(species, (SELECT species FROM individuals WHERE id = ?)),"
+                " name = COALESCE(name, (SELECT name FROM individuals WHERE id = ?))"
+                " WHERE id = ?",
+                (source_id, source_id, target_id),
+            )
+            moved = conn.execute(
+                "UPDATE images SET individual_id = ? WHERE individual_id = ?",
+                (target_id, source_id),
+            ).rowcount
+            conn.execute("DELETE FROM individuals WHERE id = ?", (source_id,))
+            if moved:
+                _bump_epoch(conn)
+        return int(moved)
+
+    def delete_individual(self, individual_id: str) -> int:
+        """Delete an individual with all its images and their features.
+
+        Returns:
+            How many images were deleted.
+
+        Raises:
+            NotFound: no such individual.
+        """
+        with self._write() as conn:
+            if not _individual_exists(conn, individual_id):
+                raise NotFound(f"individual {individual_id!r} not found")
+            deleted = conn.execute(
+                "DELETE FROM images WHERE individual_id = ?", (individual_id,)
+            ).rowcount
+            conn.execute("DELETE FROM individuals WHERE id = ?", (individual_id,))
+            if deleted:
+                _bump_epoch(conn)
+        return int(deleted)
+
+    # ------------------------------------------------------------------ features
+
+    def iter_features(
+        self, extractor: str, version: str, after_id: int = 0, batch: int = 256
+    ) -> Iterator[FeatureRow]:
+        """Stream one extractor's feature rows in increasing id order.
+
+        Rows are read `batch` at a time (keyset pagination on the id), and the lock is
+        released between batches, so other threads can write while an index is built.
+
+        Args:
+            extractor: extractor name.
+            version: extractor version.
+            after_id: yield only rows with id > after_id (0: all).
+            batch: rows read per query (>= 1).
+
+        Yields:
+            FeatureRow, ids strictly increasing.
+        """
+        if batch < 1:
+            raise StoreError(f"batch must be >= 1, got {batch}")
+        last = after_id
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(
+                    f"SELECT {_FEATURE_COLUMNS} FROM features"
+                    " WHERE extractor = ? AND version = ? AND id > ? ORDER BY id LIMIT ?",
+                    (extractor, version, last, batch),
+                ).fetchall()
+            for row in rows:
+                yield _feature_row(row)
+            if len(rows) < batch:
+                return
+            last = int(rows[-1][0])
+
+    def feature(self, image_id: int, extractor: str, version: str) -> FeatureRow | None:
+        """One image's features from one extractor, or None."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_FEATURE_COLUMNS} FROM features"
+                " WHERE image_id = ? AND extractor = ? AND version = ?",
+                (image_id, extractor, version),
+            ).fetchone()
+        return None if row is None else _feature_row(row)
+
+    def max_feature_id(self, extractor: str, version: str) -> int:
+        """The largest feature id of this extractor, or 0 if it has none."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT MAX(id) FROM features WHERE extractor = ? AND version = ?",
+                (extractor, version),
+            ).fetchone()
+        return int(row[0] or 0)
+
+    def count_features(self, extractor: str, version: str) -> int:
+        """How many feature rows this extractor has."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM features WHERE extractor = ? AND version = ?",
+                (extractor, version),
+            ).fetchone()
+        return int(row[0])
+
+    # ------------------------------------------------------------------ meta
+
+    def epoch(self) -> int:
+        """A counter bumped by every removal of features or relabelling of an image.
+
+        Additions never bump it: an index built at epoch E that has every feature id up
+        to M is current iff the epoch is still E, and needs only the rows after M.
+        """
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (_EPOCH_KEY,)).fetchone()
+        return int(row[0])
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under `key`, or None."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store `value` under `key`, replacing any previous value.
+
+        Raises:
+            StoreError: the key is reserved for the store itself ("store." prefix).
+        """
+        _check_id("key", key)
+        if key.startswith(_RESERVED_PREFIX):
+            raise StoreError(f"meta key {key!r} is reserved (prefix {_RESERVED_PREFIX!r})")
+        if not isinstance(value, str):
+            raise StoreError(f"meta value must be str, got {type(value).__name__}")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{self.path}: the store is closed")
+        return self._conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._connection()
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite may already have rolled back (e.g. on some I/O errors).
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"{self.path}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------- schema
+
+
+def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
+    # Checked inside the write lock so two processes opening a new file at once do not
+    # both create the schema.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path}: schema version {version} is newer than this program's"
+                f" ({SCHEMA_VERSION}); upgrade the program to open this database"
+            )
+        if version == 0:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _bump_epoch(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (_EPOCH_KEY,)
+    )
+
+
+def _individual_exists(conn: sqlite3.Connection, individual_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM individuals WHERE id = ?", (individual_id,)).fetchone()
+    return row is not None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------- rows
+
+
+def _image_row(row: tuple) -> ImageRow:
+    return ImageRow(
+        id=row[0],
+        sha256=row[1],
+        source_name=row[2],
+        individual_id=row[3],
+        width=row[4],
+        height=row[5],
+        taken_at=row[6],
+        latitude=row[7],
+        longitude=row[8],
+        created_at=row[9],
+    )
+
+
+def _individual(row: tuple) -> Individual:
+    return Individual(
+        id=row[0], species=row[1], name=row[2], created_at=row[3], image_count=row[4]
+    )
+
+
+def _feature_row(row: tuple) -> FeatureRow:
+    fid, image_id, extractor, version, kind, count, dim, keypoints, data = row
+    features: LocalFeatures | GlobalEmbedding
+    if kind == "local":
+        if len(keypoints) != count * 4 * _F32.itemsize or len(data) != count * dim:
+            raise StoreError(f"feature row {fid}: blob sizes do not match ({count}, {dim})")
+        features = LocalFeatures(
+            keypoints=np.frombuffer(keypoints, dtype=_F32).astype(np.float32, copy=False)
+            .reshape(count, 4),
+            descriptors=np.frombuffer(data, dtype=_U8).reshape(count, dim),
+        )
+    else:
+        if len(data) != dim * _F32.itemsize:
+            raise StoreError(f"feature row {fid}: blob size does not match ({dim},)")
+        features = GlobalEmbedding(
+            vector=np.frombuffer(data, dtype=_F32).astype(np.float32, copy=False)
+        )
+    return FeatureRow(
+        id=fid, image_id=image_id, extractor=extractor, version=version, features=features
+    )
+
+
+# ---------------------------------------------------------------------- validation
+
+
+def _check_id(field: str, value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise StoreError(f"{field}: expected a non-empty str, got {value!r}")
+
+
+def _check_optional_text(field: str, value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise StoreError(f"{field}: expected str or None, got {type(value).__name__}")
+
+
+def _check_new_image(image: NewImage) -> None:
+    if not isinstance(image, NewImage):
+        raise StoreError(f"image: expected NewImage, got {type(image).__name__}")
+    if not isinstance(image.sha256, str) or not _SHA256_RE.fullmatch(image.sha256):
+        raise StoreError(
+            f"sha256: expected 64 lowercase hex characters, got {image.sha256!r}"
+        )
+    _check_id("source_name", image.source_name)
+    _check_id("individual_id", image.individual_id)
+    for field in ("width", "height"):
+        value = getattr(image, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise StoreError(f"{field}: expected a positive int, got {value!r}")
+    _check_optional_text("taken_at", image.taken_at)
+    for field, bound in (("latitude", 90.0), ("longitude", 180.0)):
+        value = getattr(image, field)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not -bound <= float(value) <= bound
+        ):
+            raise StoreError(f"{field}: expected a number in [-{bound}, {bound}], got {value!r}")
+
+
+def _check_array(label: str, arr: object, ndim: int, dtype: type) -> np.ndarray:
+    if not isinstance(arr, np.ndarray):
+        raise StoreError(f"{label}: expected np.ndarray, got {type(arr).__name__}")
+    if arr.dtype != np.dtype(dtype):
+        raise StoreError(f"{label}: expected dtype {np.dtype(dtype)}, got {arr.dtype}")
+    if arr.ndim != ndim:
+        raise StoreError(f"{label}: expected {ndim}-D array, got shape {arr.shape}")
+    return arr
+
+
+def _encode_features(
+    features: Sequence[FeatureInput],
+) -> list[tuple[str, str, str, int, int, bytes | None, bytes]]:
+    """Validate and serialise every entry before the transaction starts.
+
+    Returns:
+        Rows of (extractor, version, kind, count, dim, keypoints blob, data blob).
+    """
+    rows = []
+    seen: set[tuple[str, str]] = set()
+    for i, entry in enumerate(features):
+        if not isinstance(entry, tuple) or len(entry) != 3:
+            raise StoreError(f"features[{i}]: expected (extractor, version, features)")
+        extractor, version, feats = entry
+        _check_id(f"features[{i}] extractor", extractor)
+        _check_id(f"features[{i}] version", version)
+        if (extractor, version) in seen:
+            raise StoreError(f"features[{i}]: {extractor!r} {version!r} given twice")
+        seen.add((extractor, version))
+        label = f"features[{i}] ({extractor} {version})"
+        if isinstance(feats, LocalFeatures):
+            kp = _check_array(f"{label} keypoints", feats.keypoints, 2, np.float32)
+            desc = _check_array(f"{label} descriptors", feats.descriptors, 2, np.uint8)
+            if kp.shape[1] != 4:
+                raise StoreError(f"{label} keypoints: expected shape (N, 4), got {kp.shape}")
+            if desc.shape[0] != kp.shape[0] or desc.shape[1] < 1:
+                raise StoreError(
+                    f"{label} descriptors: expected shape ({kp.shape[0]}, D>=1),"
+                    f" got {desc.shape}"
+                )
+            if not np.isfinite(kp).all():
+                raise StoreError(f"{label} keypoints: expected finite values, got NaN or inf")
+            rows.append(
+                (
+                    extractor,
+                    version,
+                    "local",
+                    int(kp.shape[0]),
+                    int(desc.shape[1]),
+                    np.ascontiguousarray(kp, dtype=_F32).tobytes(),
+                    np.ascontiguousarray(desc).tobytes(),
+                )
+            )
+        elif isinstance(feats, GlobalEmbedding):
+            vec = _check_array(f"{label} vector", feats.vector, 1, np.float32)
+            if vec.shape[0] < 1:
+                raise StoreError(f"{label} vector: expected shape (D>=1,), got {vec.shape}")
+            if not np.isfinite(vec).all():
+                raise StoreError(f"{label} vector: expected finite values, got NaN or inf")
+            norm = float(np.linalg.norm(vec.astype(np.float64)))
+            if abs(norm - 1.0) > 1e-3:
+                raise StoreError(f"{label} vector: expected unit L2 norm, got {norm:.6g}")
+            rows.append(
+                (
+                    extractor,
+                    version,
+                    "global",
+                    1,
+                    int(vec.shape[0]),
+                    None,
+                    np.ascontiguousarray(vec, dtype=_F32).tobytes(),
+                )
+            )
+        else:
+            raise StoreError(
+                f"{label}: expected LocalFeatures or GlobalEmbedding,"
+                f" got {type(feats).__name__}"
+            )
+    return rows
