@@ -21,3 +21,6 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Gallery images queried against the rest of the gallery to fit the calibration."""
     top_k: int = 5
     """Candidates returned by default."""
+    search_threads: int = 1
+    """OpenMP threads of one FAISS search. Concurrent requests already fill the cores,
+    and OpenMP threads spinning against each other are far slower than one thread."""

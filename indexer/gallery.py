@@ -1,18 +1,527 @@
 """The identification engine: a gallery of photos of known individuals, searchable.
 
-API CONTRACT (implementation in progress by the lead; the CLI and service code against
-these signatures):
+    with Gallery.open(data_dir) as gallery:
+        gallery.enrol(photo, "w_1234", species="humpback_whale")
+        answer = gallery.identify(query_photo)
 
-    gallery = Gallery.open(data_dir, features=KeypointConfig(), engine=EngineConfig())
-    gallery.enrol(photo, individual_id, species=None, source_name="") -> EnrolResult
-    gallery.identify(photo, top_k=None) -> Identification
-    gallery.rebuild(progress=None)          # progress(done, total) callback
-    gallery.save()                          # write derived index files atomically
-    gallery.stats() -> GalleryStats
-    gallery.store -> indexer.store.Store    # catalogue reads/changes
-    gallery.close()                         # also saves
-    with Gallery.open(...) as gallery: ...
-
-Thread-safety: enrol/identify/rebuild may be called from several threads; the gallery
-serialises writes internally.
+SQLite (`indexer.store`) holds every photo's label and features; the FAISS descriptor
+index and the score calibration are derived files under `<data_dir>/index/`, rebuilt
+from the database whenever they are missing, stale or made by other extractor settings.
+Enrolment writes SQLite first (durable when `enrol` returns) and then adds to the index
+in memory; the index file is rewritten by `save()`/`close()`, and a restart after a crash
+adds whatever the file lacks from the database.
 """
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import faiss
+import msgspec
+import numpy as np
+
+from embeddings.keypoints import KeypointConfig, RootSiftExtractor
+from embeddings.photo import Photo
+from embeddings.protocol import LocalFeatures
+from indexer.calibration import Calibration, fit_isotonic
+from indexer.config import EngineConfig
+from indexer.descriptor_index import DescriptorIndex
+from indexer.files import replacing
+from indexer.results import (
+    Candidate,
+    EnrolResult,
+    Evidence,
+    GalleryStats,
+    Identification,
+)
+from indexer.scoring import image_scores, lnbnn_votes, verify
+from indexer.store import NewImage, Store
+
+__all__ = ["Gallery", "Progress", "RankedImage"]
+
+Progress = Callable[[int, int], None]
+"""progress(done, total), called as long work advances."""
+
+_DATABASE = "whaleid.sqlite3"
+_INDEX_DIR = "index"
+# Extra neighbours fetched when photos are excluded from a search (leave-one-out), so
+# that K+1 remain after dropping the excluded photo's own descriptors.
+_EXCLUDE_SLACK = 4
+# RANSAC tolerance as a fraction of the gallery photo's keypoint spread: the same
+# tolerance for a 300 px crop and a 3600 px frame.
+_RANSAC_TOLERANCE = 0.03
+# Probability 0.5 at this many summed inlier weights until a calibration is fitted.
+_UNFITTED_HALF_SCORE = 300.0
+
+
+class IndexState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the saved index files were built from; a mismatch means rebuild."""
+
+    extractor: str
+    version: str
+    epoch: int
+    max_feature_id: int
+    calibration: Calibration
+
+
+class RankedImage(msgspec.Struct, frozen=True, kw_only=True):
+    """One gallery photo's scores for one query."""
+
+    image_id: int
+    lnbnn: float
+    verified: float
+    inliers: int
+
+
+class _Entry(msgspec.Struct, frozen=True):
+    individual_id: str
+    source_name: str
+    points: np.ndarray  # (N, 2) float32 keypoint positions
+    tolerance: float
+
+
+class Gallery:
+    """Enrol and identify photos; see the module docstring for the storage model."""
+
+    def __init__(
+        self,
+        store: Store,
+        index_dir: Path,
+        extractor: RootSiftExtractor,
+        engine: EngineConfig,
+    ) -> None:
+        self.store = store
+        self.extractor = extractor
+        self.engine = engine
+        self._index_dir = index_dir
+        self._lock = threading.RLock()
+        self._index = DescriptorIndex(128, engine.exact_search_max, engine.nprobe)
+        self._entries: dict[int, _Entry] = {}
+        self._calibration = Calibration.unfitted(_UNFITTED_HALF_SCORE)
+        self._epoch = 0
+        self._max_feature_id = 0
+        self._dirty = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        *,
+        features: KeypointConfig | None = None,
+        engine: EngineConfig | None = None,
+        progress: Progress | None = None,
+    ) -> Gallery:
+        """Open (creating if needed) the gallery stored in `data_dir`.
+
+        A missing or stale index is rebuilt from the database before this returns.
+        """
+        data_dir = Path(data_dir)
+        engine = engine or EngineConfig()
+        faiss.omp_set_num_threads(engine.search_threads)
+        store = Store.open(data_dir / _DATABASE)
+        try:
+            gallery = cls(
+                store,
+                data_dir / _INDEX_DIR,
+                RootSiftExtractor(features),
+                engine,
+            )
+            gallery._load(progress)
+        except BaseException:
+            store.close()
+            raise
+        return gallery
+
+    def close(self) -> None:
+        """Save the index if it changed and close the database."""
+        with self._lock:
+            self.save()
+            self.store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def save(self) -> None:
+        """Write the index and its state file atomically, if anything changed."""
+        with self._lock:
+            if not self._dirty:
+                return
+            self._index_dir.mkdir(parents=True, exist_ok=True)
+            self._index.save(self._index_path)
+            state = IndexState(
+                extractor=self.extractor.name,
+                version=self.extractor.version,
+                epoch=self._epoch,
+                max_feature_id=self._max_feature_id,
+                calibration=self._calibration,
+            )
+            with replacing(self._state_path) as tmp:
+                tmp.write_bytes(msgspec.json.encode(state))
+            self._dirty = False
+
+    @property
+    def index_version(self) -> str:
+        """Identifies the searchable state: extractor version, epoch and last feature."""
+        return f"{self.extractor.name}-{self.extractor.version}/e{self._epoch}/f{self._max_feature_id}"
+
+    @property
+    def calibration(self) -> Calibration:
+        return self._calibration
+
+    def stats(self) -> GalleryStats:
+        with self._lock:
+            return GalleryStats(
+                individuals=len({e.individual_id for e in self._entries.values()}),
+                images=len(self._entries),
+                descriptors=self._index.size,
+            )
+
+    # ------------------------------------------------------------------ writes
+
+    def enrol(
+        self,
+        photo: Photo,
+        individual_id: str,
+        *,
+        species: str | None = None,
+        source_name: str = "",
+        features: LocalFeatures | None = None,
+    ) -> EnrolResult:
+        """Add a photo of a known individual; searchable as soon as this returns.
+
+        Args:
+            photo: the decoded photo.
+            individual_id: the catalogue id of the individual it shows.
+            species: recorded on the individual if it has none yet.
+            source_name: the file name, shown as evidence in answers; the start of the
+                content hash when not given.
+            features: already extracted features of this photo (saves extracting twice).
+        """
+        existing = self.store.image_by_sha256(photo.sha256)
+        if existing is not None:
+            return EnrolResult(
+                image_id=existing.id, individual_id=existing.individual_id, created=False
+            )
+        features = features or self.extractor.extract(photo)
+        source_name = source_name or photo.sha256[:16]
+        record = NewImage(
+            sha256=photo.sha256,
+            source_name=source_name,
+            individual_id=individual_id,
+            width=photo.width,
+            height=photo.height,
+            taken_at=photo.taken_at,
+            latitude=photo.latitude,
+            longitude=photo.longitude,
+        )
+        with self._lock:
+            image_id, created = self.store.add_image(
+                record, species, [(self.extractor.name, self.extractor.version, features)]
+            )
+            if created:
+                self._add_entry(image_id, individual_id, source_name, features)
+                self._index.add(image_id, features.descriptors)
+                self._max_feature_id = self.store.max_feature_id(
+                    self.extractor.name, self.extractor.version
+                )
+                self._dirty = True
+                if not self._index.approximate and self._index.size > self.engine.exact_search_max:
+                    self._build_index(None)
+        if not created:
+            stored = self.store.image(image_id)
+            individual_id = stored.individual_id if stored else individual_id
+        return EnrolResult(image_id=image_id, individual_id=individual_id, created=created)
+
+    def rebuild(self, progress: Progress | None = None) -> None:
+        """Rebuild the index from the database and refit the calibration."""
+        with self._lock:
+            self._build_index(progress)
+            self._calibration = self._fit_calibration()
+            self._dirty = True
+            self.save()
+
+    # ------------------------------------------------------------------ reads
+
+    def identify(self, photo: Photo, *, top_k: int | None = None) -> Identification:
+        """Rank the gallery's individuals for a photo and decide match or new individual."""
+        started = time.perf_counter()
+        features = self.extractor.extract(photo)
+        extracted = time.perf_counter()
+        ranked = self.rank(features)
+        searched = time.perf_counter()
+        answer = self.answer(ranked, top_k=top_k)
+        timings = {
+            "features": 1000 * (extracted - started),
+            "search": 1000 * (searched - extracted),
+        }
+        return msgspec.structs.replace(answer, timings_ms=timings)
+
+    def rank(
+        self, features: LocalFeatures, *, exclude: Iterable[int] = ()
+    ) -> list[RankedImage]:
+        """Score gallery photos against query features, best first.
+
+        Photos on the shortlist are ordered by their spatially verified score, the rest by
+        their LNBNN score behind them.
+
+        Args:
+            features: the query's local features.
+            exclude: photo ids to leave out, as if not enrolled (leave-one-out).
+        """
+        k = self.engine.neighbours
+        excluded = set(exclude)
+        with self._lock:
+            if self._index.size == 0 or len(features.descriptors) == 0:
+                return []
+            wanted = k + 1 + (_EXCLUDE_SLACK if excluded else 0)
+            distances, image_ids, keypoints = self._index.search(
+                features.descriptors, min(wanted, self._index.size)
+            )
+            entries = self._entries
+        if excluded:
+            distances, image_ids, keypoints = _drop(distances, image_ids, keypoints, excluded, k + 1)
+        if distances.shape[1] < k + 1:
+            return []
+        votes = lnbnn_votes(distances, image_ids, keypoints, k)
+        scores = image_scores(votes)
+        shortlist = sorted(scores, key=scores.__getitem__, reverse=True)[: self.engine.shortlist]
+        query_points = features.keypoints[:, :2]
+        verified: dict[int, tuple[float, int]] = {}
+        for image_id in shortlist:
+            entry = entries.get(image_id)
+            if entry is None:
+                continue
+            mask = votes.image_id == image_id
+            verified[image_id] = verify(
+                query_points[votes.query_keypoint[mask]],
+                entry.points[votes.keypoint[mask]],
+                votes.weight[mask],
+                entry.tolerance,
+            )
+        ranked = [
+            RankedImage(
+                image_id=image_id,
+                lnbnn=float(score),
+                verified=verified.get(image_id, (0.0, 0))[0],
+                inliers=verified.get(image_id, (0.0, 0))[1],
+            )
+            for image_id, score in scores.items()
+            if image_id in entries
+        ]
+        ranked.sort(key=lambda r: (r.verified, r.lnbnn), reverse=True)
+        return ranked
+
+    def answer(self, ranked: list[RankedImage], *, top_k: int | None = None) -> Identification:
+        """Group ranked photos into individuals (each scored by its best photo) and decide."""
+        top_k = top_k or self.engine.top_k
+        with self._lock:
+            entries = self._entries
+            calibration = self._calibration
+            index_version = self.index_version
+        best: dict[str, RankedImage] = {}
+        for item in ranked:
+            individual = entries[item.image_id].individual_id
+            if individual not in best:
+                best[individual] = item
+        candidates = []
+        for individual, item in list(best.items())[:top_k]:
+            entry = entries[item.image_id]
+            row = self.store.individual(individual)
+            candidates.append(
+                Candidate(
+                    individual_id=individual,
+                    species=row.species if row else None,
+                    probability=calibration.probability(item.verified),
+                    score=item.verified,
+                    evidence=Evidence(
+                        image_id=item.image_id,
+                        source_name=entry.source_name,
+                        inliers=item.inliers,
+                    ),
+                )
+            )
+        matched = bool(candidates) and (
+            candidates[0].probability >= self.engine.new_individual_threshold
+        )
+        return Identification(
+            candidates=candidates,
+            decision="match" if matched else "new_individual",
+            extractor=f"{self.extractor.name}-{self.extractor.version}",
+            index_version=index_version,
+            calibrated=calibration.fitted,
+            timings_ms={},
+        )
+
+    def features_of(self, image_id: int) -> LocalFeatures | None:
+        """The stored features of an enrolled photo."""
+        row = self.store.feature(image_id, self.extractor.name, self.extractor.version)
+        if row is None or not isinstance(row.features, LocalFeatures):
+            return None
+        return row.features
+
+    def individual_of(self, image_id: int) -> str | None:
+        entry = self._entries.get(image_id)
+        return entry.individual_id if entry else None
+
+    # ------------------------------------------------------------------ internals
+
+    @property
+    def _index_path(self) -> Path:
+        return self._index_dir / f"descriptors-{self.extractor.name}.faiss"
+
+    @property
+    def _state_path(self) -> Path:
+        return self._index_dir / "state.json"
+
+    def _add_entry(
+        self, image_id: int, individual_id: str, source_name: str, features: LocalFeatures
+    ) -> None:
+        points = np.ascontiguousarray(features.keypoints[:, :2], dtype=np.float32)
+        spread = float(np.hypot(*np.ptp(points, axis=0))) if len(points) else 1.0
+        self._entries[image_id] = _Entry(
+            individual_id, source_name, points, max(1.0, _RANSAC_TOLERANCE * spread)
+        )
+
+    def _load(self, progress: Progress | None) -> None:
+        """Load the saved index if it is current, else rebuild; catch up on new rows."""
+        state = _read_state(self._state_path)
+        epoch = self.store.epoch()
+        current = (
+            state is not None
+            and state.extractor == self.extractor.name
+            and state.version == self.extractor.version
+            and state.epoch == epoch
+            and self._index_path.exists()
+        )
+        if not current or state is None:
+            self.rebuild(progress)
+            return
+        try:
+            self._index = DescriptorIndex.load(
+                self._index_path, self.engine.exact_search_max, self.engine.nprobe
+            )
+        except RuntimeError:
+            # A damaged index file is only a cache: rebuild it from the database.
+            self.rebuild(progress)
+            return
+        self._epoch = epoch
+        self._calibration = state.calibration
+        self._max_feature_id = state.max_feature_id
+        labels, sources = self._labels_and_sources()
+        for row in self.store.iter_features(self.extractor.name, self.extractor.version):
+            if not isinstance(row.features, LocalFeatures) or row.image_id not in labels:
+                continue
+            self._add_entry(row.image_id, labels[row.image_id], sources[row.image_id], row.features)
+            if row.id > state.max_feature_id:
+                self._index.add(row.image_id, row.features.descriptors)
+                self._max_feature_id = max(self._max_feature_id, row.id)
+                self._dirty = True
+        self.save()
+
+    def _labels_and_sources(self) -> tuple[dict[int, str], dict[int, str]]:
+        return self.store.image_labels(), self.store.image_sources()
+
+    def _build_index(self, progress: Progress | None) -> None:
+        labels, sources = self._labels_and_sources()
+        total = self.store.count_features(self.extractor.name, self.extractor.version)
+        image_ids: list[int] = []
+        descriptors: list[np.ndarray] = []
+        self._entries = {}
+        max_id = 0
+        for done, row in enumerate(
+            self.store.iter_features(self.extractor.name, self.extractor.version), start=1
+        ):
+            if isinstance(row.features, LocalFeatures) and row.image_id in labels:
+                self._add_entry(
+                    row.image_id, labels[row.image_id], sources[row.image_id], row.features
+                )
+                image_ids.append(row.image_id)
+                descriptors.append(row.features.descriptors)
+            max_id = max(max_id, row.id)
+            if progress is not None:
+                progress(done, total)
+        self._index = DescriptorIndex(128, self.engine.exact_search_max, self.engine.nprobe)
+        self._index.build(image_ids, descriptors)
+        self._epoch = self.store.epoch()
+        self._max_feature_id = max_id
+        self._dirty = True
+
+    def _fit_calibration(self) -> Calibration:
+        """Query a sample of labelled gallery photos against the rest (leave-one-out)."""
+        by_individual: dict[str, list[int]] = {}
+        for image_id, entry in self._entries.items():
+            by_individual.setdefault(entry.individual_id, []).append(image_id)
+        candidates = sorted(
+            image_id
+            for images in by_individual.values()
+            if len(images) >= 2
+            for image_id in images
+        )
+        rng = np.random.default_rng(0)
+        if len(candidates) > self.engine.calibration_queries:
+            candidates = sorted(
+                rng.choice(candidates, self.engine.calibration_queries, replace=False).tolist()
+            )
+        positives: list[float] = []
+        negatives: list[float] = []
+        for image_id in candidates:
+            features = self.features_of(image_id)
+            if features is None:
+                continue
+            truth = self._entries[image_id].individual_id
+            true_score = 0.0
+            wrong_score = 0.0
+            for item in self.rank(features, exclude=[image_id]):
+                individual = self._entries[item.image_id].individual_id
+                if individual == truth:
+                    true_score = max(true_score, item.verified)
+                else:
+                    wrong_score = max(wrong_score, item.verified)
+            positives.append(true_score)
+            negatives.append(wrong_score)
+        return fit_isotonic(
+            np.asarray(positives), np.asarray(negatives), _UNFITTED_HALF_SCORE
+        )
+
+
+def _drop(
+    distances: np.ndarray,
+    image_ids: np.ndarray,
+    keypoints: np.ndarray,
+    excluded: set[int],
+    keep: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Remove neighbours from excluded photos, keeping the first `keep` of each row."""
+    drop = np.isin(image_ids, list(excluded))
+    # A stable sort on the drop flag moves kept neighbours left in their original order.
+    order = np.argsort(drop, axis=1, kind="stable")[:, :keep]
+    rows = np.arange(len(distances))[:, None]
+    distances = distances[rows, order]
+    image_ids = image_ids[rows, order]
+    keypoints = keypoints[rows, order]
+    dropped = drop[rows, order]
+    distances = np.where(dropped, np.inf, distances)
+    image_ids = np.where(dropped, -1, image_ids)
+    return distances, image_ids, keypoints
+
+
+def _read_state(path: Path) -> IndexState | None:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=IndexState)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None

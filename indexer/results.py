@@ -32,6 +32,8 @@ class Identification(msgspec.Struct, frozen=True, kw_only=True):
     decision: Decision
     extractor: str
     index_version: str
+    calibrated: bool
+    """False until the gallery has enough labelled photos to fit probabilities."""
     timings_ms: dict[str, float]
 
 

@@ -371,6 +371,12 @@ class Store:
             rows = conn.execute("SELECT id, individual_id FROM images").fetchall()
         return {int(i): str(ind) for i, ind in rows}
 
+    def image_sources(self) -> dict[int, str]:
+        """Every image id mapped to its source (file) name."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT id, source_name FROM images").fetchall()
+        return {int(i): str(name) for i, name in rows}
+
     def count_images(self) -> int:
         """How many images are stored."""
         with self._read() as conn:

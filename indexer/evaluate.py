@@ -1,0 +1,235 @@
+"""The leave-one-out evaluation protocol of `../shared/data/README.md`.
+
+Closed set: every photo whose individual has at least two photos is queried against all
+the other photos (its own photo left out of the search, which is the same as enrolling
+all the others). Open set: every photo of a random 20 % of individuals is additionally
+kept out of the gallery, and a query of theirs is right when the answer is
+`new_individual`.
+
+The gallery lives in a temporary folder and is thrown away.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from embeddings.images import load_photo_file
+from embeddings.keypoints import KeypointConfig
+from embeddings.photo import ImageError
+from embeddings.protocol import LocalFeatures
+from indexer.config import EngineConfig
+from indexer.gallery import Gallery, Progress
+from indexer.manifest import ManifestEntry
+
+__all__ = ["EvaluationReport", "SpeciesScores", "evaluate"]
+
+
+class SpeciesScores(msgspec.Struct, frozen=True, kw_only=True):
+    n_queries: int
+    top1: float
+    top5: float
+    map5: float
+
+
+class EvaluationReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Scores of one evaluation run. Times are per query, feature extraction included."""
+
+    n_images: int
+    n_individuals: int
+    n_queries: int
+    top1: float
+    top5: float
+    map5: float
+    query_ms_p50: float
+    query_ms_p95: float
+    features_ms_p50: float
+    search_ms_p50: float
+    peak_rss_mib: float
+    open_set: bool
+    extractor: str
+    features: KeypointConfig
+    engine: EngineConfig
+    unreadable: list[str]
+    per_species: dict[str, SpeciesScores]
+    calibrated: bool
+    new_individual_precision: float | None = None
+    new_individual_recall: float | None = None
+    n_new_queries: int = 0
+    known_match_rate: float | None = None
+    """Open set: share of known-individual queries answered `match` with the right
+    individual first."""
+
+
+class _Query(msgspec.Struct, frozen=True):
+    entry: ManifestEntry
+    features: LocalFeatures
+    features_ms: float
+    image_id: int | None
+    """Set for gallery photos (left out of their own search); None for held-out ones."""
+
+
+def evaluate(
+    entries: Sequence[ManifestEntry],
+    *,
+    features: KeypointConfig | None = None,
+    engine: EngineConfig | None = None,
+    open_set: bool = False,
+    seed: int = 0,
+    holdout_fraction: float = 0.2,
+    progress: Progress | None = None,
+) -> EvaluationReport:
+    """Run the protocol on labelled manifest entries (unlabelled ones are ignored).
+
+    Args:
+        entries: photos with their individual ids.
+        features: extractor settings.
+        engine: search settings.
+        open_set: also hold out a random `holdout_fraction` of individuals.
+        seed: seed of the held-out draw.
+        progress: progress(done, total) over enrolment and queries together.
+    """
+    labelled = [e for e in entries if e.individual_id]
+    individuals = sorted({e.individual_id for e in labelled})
+    held_out: set[str] = set()
+    if open_set:
+        rng = np.random.default_rng(seed)
+        count = max(1, round(holdout_fraction * len(individuals)))
+        held_out = set(rng.choice(individuals, count, replace=False).tolist())
+    total = 2 * len(labelled)
+    done = 0
+    unreadable: list[str] = []
+    queries: list[_Query] = []
+    with tempfile.TemporaryDirectory(prefix="whaleid-eval-") as tmp:
+        gallery = Gallery.open(Path(tmp), features=features, engine=engine)
+        try:
+            for entry in labelled:
+                done += 1
+                try:
+                    photo = load_photo_file(entry.path)
+                except ImageError as error:
+                    unreadable.append(f"{entry.path}: {error.reason}")
+                    continue
+                started = time.perf_counter()
+                extracted = gallery.extractor.extract(photo)
+                features_ms = 1000 * (time.perf_counter() - started)
+                image_id = None
+                if entry.individual_id not in held_out:
+                    image_id = gallery.enrol(
+                        photo,
+                        entry.individual_id,
+                        species=entry.species,
+                        source_name=entry.path.name,
+                        features=extracted,
+                    ).image_id
+                queries.append(_Query(entry, extracted, features_ms, image_id))
+                if progress is not None:
+                    progress(done, total)
+            gallery.rebuild()
+            report = _score(gallery, queries, held_out, progress, done, total)
+        finally:
+            gallery.close()
+    return msgspec.structs.replace(
+        report, n_images=len(labelled), n_individuals=len(individuals), unreadable=unreadable
+    )
+
+
+def _score(
+    gallery: Gallery,
+    queries: list[_Query],
+    held_out: set[str],
+    progress: Progress | None,
+    done: int,
+    total: int,
+) -> EvaluationReport:
+    enrolled: dict[str, set[int]] = {}
+    for query in queries:
+        if query.image_id is not None:
+            enrolled.setdefault(query.entry.individual_id, set()).add(query.image_id)
+    ranks: list[int] = []
+    species_ranks: dict[str, list[int]] = {}
+    times: list[float] = []
+    features_times: list[float] = []
+    search_times: list[float] = []
+    new_true = new_false = new_missed = known_right = known_total = 0
+    for query in queries:
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        truth = query.entry.individual_id
+        is_new = truth in held_out
+        if not is_new and len(enrolled.get(truth, ())) < 2:
+            continue
+        started = time.perf_counter()
+        exclude = [query.image_id] if query.image_id is not None else []
+        answer = gallery.answer(gallery.rank(query.features, exclude=exclude), top_k=5)
+        search_ms = 1000 * (time.perf_counter() - started)
+        times.append(query.features_ms + search_ms)
+        features_times.append(query.features_ms)
+        search_times.append(search_ms)
+        said_new = answer.decision == "new_individual"
+        if is_new:
+            new_true += said_new
+            new_missed += not said_new
+            continue
+        new_false += said_new
+        names = [c.individual_id for c in answer.candidates]
+        rank = names.index(truth) + 1 if truth in names else 0
+        ranks.append(rank)
+        species_ranks.setdefault(query.entry.species or "unknown", []).append(rank)
+        known_total += 1
+        known_right += (not said_new) and rank == 1
+    scores = _rank_scores(ranks)
+    open_set = bool(held_out)
+    return EvaluationReport(
+        n_images=0,
+        n_individuals=0,
+        n_queries=len(ranks),
+        top1=scores.top1,
+        top5=scores.top5,
+        map5=scores.map5,
+        query_ms_p50=_percentile(times, 50),
+        query_ms_p95=_percentile(times, 95),
+        features_ms_p50=_percentile(features_times, 50),
+        search_ms_p50=_percentile(search_times, 50),
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        open_set=open_set,
+        extractor=f"{gallery.extractor.name}-{gallery.extractor.version}",
+        features=gallery.extractor.config,
+        engine=gallery.engine,
+        unreadable=[],
+        per_species={name: _rank_scores(r) for name, r in sorted(species_ranks.items())},
+        calibrated=gallery.calibration.fitted,
+        new_individual_precision=(
+            new_true / (new_true + new_false) if open_set and new_true + new_false else None
+        ),
+        new_individual_recall=(
+            new_true / (new_true + new_missed) if open_set and new_true + new_missed else None
+        ),
+        n_new_queries=new_true + new_missed,
+        known_match_rate=known_right / known_total if open_set and known_total else None,
+    )
+
+
+def _rank_scores(ranks: list[int]) -> SpeciesScores:
+    """top-1, top-5 and MAP@5 from 1-based ranks (0 = not in the answer)."""
+    r = np.asarray(ranks, dtype=float)
+    if len(r) == 0:
+        return SpeciesScores(n_queries=0, top1=0.0, top5=0.0, map5=0.0)
+    found = (r >= 1) & (r <= 5)
+    return SpeciesScores(
+        n_queries=len(r),
+        top1=float(np.mean(r == 1)),
+        top5=float(np.mean(found)),
+        map5=float(np.mean(np.where(found, 1.0 / np.maximum(r, 1.0), 0.0))),
+    )
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0

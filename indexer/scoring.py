@@ -1,0 +1,107 @@
+"""Scores from descriptor neighbours: LNBNN votes and spatial verification.
+
+LNBNN (local naive Bayes nearest neighbour; McCann & Lowe, CVPR 2012, as used by
+HotSpotter) weighs each match by how much closer it is than the (K+1)-th neighbour, so
+descriptors common to every photo (water ripples, glare, padding) vote almost nothing.
+"""
+
+from __future__ import annotations
+
+import cv2
+import msgspec
+import numpy as np
+
+__all__ = ["Votes", "lnbnn_votes", "image_scores", "verify"]
+
+
+class Votes(msgspec.Struct, frozen=True, kw_only=True):
+    """Weighted correspondences between one query and the gallery, one row each.
+
+    Attributes:
+        query_keypoint: (P,) int64 row of the query keypoint.
+        image_id: (P,) int64 gallery photo.
+        keypoint: (P,) int64 keypoint number within that photo.
+        weight: (P,) float32 LNBNN weight, > 0.
+    """
+
+    query_keypoint: np.ndarray
+    image_id: np.ndarray
+    keypoint: np.ndarray
+    weight: np.ndarray
+
+
+def lnbnn_votes(
+    distances: np.ndarray, image_ids: np.ndarray, keypoints: np.ndarray, k: int
+) -> Votes:
+    """Turn K+1 nearest neighbours per query descriptor into LNBNN votes.
+
+    Each query descriptor votes at most once per gallery photo (its nearest descriptor in
+    that photo): repeated structure in one photo must not outvote a distinct match.
+
+    Args:
+        distances: (M, K+1) float32 ascending; column K is the normaliser.
+        image_ids: (M, K+1) int64, -1 where missing.
+        keypoints: (M, K+1) int64.
+        k: K, the number of voting neighbours.
+    """
+    if distances.shape[1] < k + 1:
+        raise ValueError(f"need {k + 1} neighbours per descriptor, got {distances.shape[1]}")
+    normaliser = distances[:, k : k + 1]
+    # Missing neighbours are +inf; inf - inf is NaN and is filtered out below.
+    with np.errstate(invalid="ignore"):
+        weight = normaliser - distances[:, :k]
+    ids = image_ids[:, :k]
+    valid = (ids >= 0) & np.isfinite(weight) & (weight > 0)
+    for j in range(1, k):
+        valid[:, j] &= ~(ids[:, :j] == ids[:, j : j + 1]).any(axis=1)
+    rows, cols = np.nonzero(valid)
+    return Votes(
+        query_keypoint=rows.astype(np.int64),
+        image_id=ids[rows, cols],
+        keypoint=keypoints[rows, cols],
+        weight=weight[rows, cols].astype(np.float32),
+    )
+
+
+def image_scores(votes: Votes) -> dict[int, float]:
+    """Sum of vote weights per gallery photo."""
+    if len(votes.image_id) == 0:
+        return {}
+    unique, inverse = np.unique(votes.image_id, return_inverse=True)
+    totals = np.bincount(inverse, weights=votes.weight)
+    return dict(zip(unique.tolist(), totals.tolist(), strict=True))
+
+
+def verify(
+    query_points: np.ndarray,
+    gallery_points: np.ndarray,
+    weights: np.ndarray,
+    tolerance: float,
+) -> tuple[float, int]:
+    """RANSAC check that matches agree on one similarity transform (rotation, scale,
+    translation); flukes and fins are near-planar, and a full homography overfits a
+    handful of chance matches.
+
+    Args:
+        query_points: (P, 2) float32 query keypoint positions.
+        gallery_points: (P, 2) float32 matched gallery keypoint positions.
+        weights: (P,) float32 LNBNN weights of the matches.
+        tolerance: reprojection error allowed, in gallery pixels.
+
+    Returns:
+        (sum of the inliers' weights, inlier count); (0.0, 0) below 3 matches.
+    """
+    if len(weights) < 3:
+        return 0.0, 0
+    _, inliers = cv2.estimateAffinePartial2D(
+        query_points,
+        gallery_points,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=tolerance,
+        maxIters=500,
+        confidence=0.99,
+    )
+    if inliers is None:
+        return 0.0, 0
+    mask = inliers.ravel().astype(bool)
+    return float(weights[mask].sum()), int(mask.sum())

@@ -1,0 +1,135 @@
+"""The service's settings: embedded defaults, then a TOML file, then environment variables.
+
+Every setting has a default, so `whaleid serve` runs with no configuration at all. A TOML
+file (given with `--config` or `WHALEID_CONFIG`) may set any field, including the
+`[features]` and `[engine]` tables; an unknown key is an error naming the key, so a typo
+never silently leaves a default in place. A few environment variables override the file
+last, for containers and one-off runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+from embeddings.keypoints import KeypointConfig
+from indexer.config import EngineConfig
+
+__all__ = ["CONFIG_ENV", "ENV_OVERRIDES", "ConfigError", "Settings", "load_settings"]
+
+CONFIG_ENV = "WHALEID_CONFIG"
+"""Environment variable naming the TOML file, when `load_settings` is given none."""
+
+ENV_OVERRIDES: Mapping[str, str] = {
+    "WHALEID_DATA": "data_dir",
+    "WHALEID_HOST": "host",
+    "WHALEID_PORT": "port",
+    "WHALEID_WORKERS": "workers",
+    "WHALEID_MAX_UPLOAD_BYTES": "max_upload_bytes",
+}
+"""Environment variable -> the `Settings` field it overrides."""
+
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+_Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ConfigError(Exception):
+    """Settings that cannot be used; the message names the file or variable at fault."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything the CLI and the HTTP service can be configured with."""
+
+    data_dir: _NonEmpty = "./whaleid-data"
+    """Folder of the embedding database and its derived indexes (created if missing).
+    A relative path is taken from the working directory. Env: `WHALEID_DATA`."""
+    host: _NonEmpty = "127.0.0.1"
+    """Address `whaleid serve` listens on; "0.0.0.0" to accept other machines.
+    Env: `WHALEID_HOST`."""
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
+    """TCP port `whaleid serve` listens on. Env: `WHALEID_PORT`."""
+    max_upload_bytes: _Positive = 30 * 2**20
+    """Largest accepted upload (one photo), in bytes; a larger request gets HTTP 413.
+    Env: `WHALEID_MAX_UPLOAD_BYTES`."""
+    max_image_pixels: _Positive = 50_000_000
+    """Largest accepted width * height, checked from the header before decoding, so a
+    small file that decodes to a huge image (a "decompression bomb") is refused."""
+    workers: _Positive = 2
+    """Threads for decoding, feature extraction and search. Each holds a decoded photo
+    and its features in memory, so this bounds memory as well as CPU use.
+    Env: `WHALEID_WORKERS`."""
+    features: KeypointConfig = KeypointConfig()
+    """RootSIFT extractor settings (TOML table `[features]`)."""
+    engine: EngineConfig = EngineConfig()
+    """Search, verification and open-set decision settings (TOML table `[engine]`)."""
+
+
+def load_settings(
+    toml_path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the settings: defaults, then the TOML file, then environment overrides.
+
+    Args:
+        toml_path: TOML file to read; None reads the file named by `WHALEID_CONFIG`, or
+            none if that is unset.
+        environ: the environment to read; None for `os.environ`. An empty variable
+            counts as unset, as `VAR= whaleid ...` in a shell means "no value".
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, has an unknown key or a value of
+            the wrong type or range (the message names the file and the key), or an
+            environment variable has a bad value (the message names the variable).
+    """
+    env = os.environ if environ is None else environ
+    if toml_path is None and env.get(CONFIG_ENV):
+        toml_path = Path(env[CONFIG_ENV])
+    settings = Settings() if toml_path is None else _read_toml(Path(toml_path))
+
+    data: dict[str, Any] = msgspec.to_builtins(settings)
+    for variable, field in ENV_OVERRIDES.items():
+        raw = env.get(variable, "").strip()
+        if not raw:
+            continue
+        value: object = raw
+        if isinstance(data[field], int):
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"{variable}={raw!r}: expected a whole number") from None
+        data[field] = value
+        try:
+            # Checked after each variable so the error names the variable at fault.
+            settings = msgspec.convert(data, Settings)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{variable}={raw!r}: {_without_path(exc)}") from None
+    return settings
+
+
+def _read_toml(path: Path) -> Settings:
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    try:
+        return msgspec.toml.decode(content, type=Settings)
+    except msgspec.ValidationError as exc:
+        # msgspec names the key, e.g. "Object contains unknown field `dat_dir`" or
+        # "Expected `int`, got `str` - at `$.engine.top_k`".
+        raise ConfigError(f"{path}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _without_path(exc: msgspec.ValidationError) -> str:
+    """The validation message without msgspec's "- at `$.port`" suffix (the caller
+    names the environment variable instead)."""
+    message = str(exc)
+    head, sep, _ = message.rpartition(" - at `$")
+    return head if sep else message

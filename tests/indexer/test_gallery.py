@@ -1,0 +1,216 @@
+"""The identification engine on synthetic individuals: enrol, identify, persist, rebuild."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embeddings.images import load_photo
+from embeddings.photo import Photo
+from indexer.config import EngineConfig
+from indexer.gallery import Gallery
+from tests.synthetic import encode, sighting
+
+INDIVIDUALS = [f"ind-{i:02d}" for i in range(12)]
+GALLERY_SEEDS = (0, 1, 2)
+QUERY_SEED = 7
+
+
+def photo(individual: str, seed: int) -> Photo:
+    return load_photo(encode(sighting(individual, seed), "JPEG"))
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[tuple[str, int], Photo]:
+    seeds = (*GALLERY_SEEDS, QUERY_SEED)
+    return {(ind, s): photo(ind, s) for ind in [*INDIVIDUALS, "stranger"] for s in seeds}
+
+
+def enrol_all(gallery: Gallery, photos: dict[tuple[str, int], Photo]) -> None:
+    for individual in INDIVIDUALS:
+        for seed in GALLERY_SEEDS:
+            gallery.enrol(
+                photos[individual, seed],
+                individual,
+                species="humpback_whale",
+                source_name=f"{individual}-{seed}.jpg",
+            )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, photos) -> Path:
+    """A data folder with the synthetic gallery enrolled and rebuilt (calibrated)."""
+    data = tmp_path_factory.mktemp("gallery")
+    with Gallery.open(data) as gallery:
+        enrol_all(gallery, photos)
+        gallery.rebuild()
+    return data
+
+
+def test_empty_gallery_answers_new_individual(tmp_path: Path, photos) -> None:
+    with Gallery.open(tmp_path) as gallery:
+        answer = gallery.identify(photos["ind-00", QUERY_SEED])
+    assert answer.candidates == []
+    assert answer.decision == "new_individual"
+    assert answer.calibrated is False
+
+
+def test_featureless_photo_has_no_candidates(built: Path) -> None:
+    grey = np.full((200, 300, 3), 128, np.uint8)
+    with Gallery.open(built) as gallery:
+        answer = gallery.identify(load_photo(encode(grey, "PNG")))
+    assert answer.candidates == []
+    assert answer.decision == "new_individual"
+
+
+def test_identifies_every_enrolled_individual(built: Path, photos) -> None:
+    with Gallery.open(built) as gallery:
+        for individual in INDIVIDUALS:
+            answer = gallery.identify(photos[individual, QUERY_SEED])
+            best = answer.candidates[0]
+            assert best.individual_id == individual
+            assert answer.decision == "match"
+            assert best.species == "humpback_whale"
+            assert best.evidence.source_name.startswith(individual)
+            assert best.evidence.inliers >= 8
+            assert answer.calibrated is True
+            assert set(answer.timings_ms) == {"features", "search"}
+
+
+def test_unknown_individual_is_new(built: Path, photos) -> None:
+    with Gallery.open(built) as gallery:
+        answer = gallery.identify(photos["stranger", QUERY_SEED])
+    assert answer.decision == "new_individual"
+    assert all(c.probability < 0.5 for c in answer.candidates)
+
+
+def test_probabilities_are_ordered_and_bounded(built: Path, photos) -> None:
+    with Gallery.open(built) as gallery:
+        answer = gallery.identify(photos["ind-03", QUERY_SEED], top_k=5)
+    probabilities = [c.probability for c in answer.candidates]
+    assert len(probabilities) == 5
+    assert all(0.0 <= p <= 1.0 for p in probabilities)
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert probabilities[0] > 0.8
+    assert probabilities[1] < 0.2
+
+
+def test_duplicate_photo_is_stored_once(tmp_path: Path, photos) -> None:
+    with Gallery.open(tmp_path) as gallery:
+        first = gallery.enrol(photos["ind-00", 0], "ind-00")
+        again = gallery.enrol(photos["ind-00", 0], "someone-else")
+        stats = gallery.stats()
+    assert first.created is True
+    assert again.created is False
+    assert again.image_id == first.image_id
+    assert again.individual_id == "ind-00"
+    assert stats.images == 1
+
+
+def test_enrolled_photo_is_found_without_rebuild(tmp_path: Path, photos) -> None:
+    with Gallery.open(tmp_path) as gallery:
+        gallery.enrol(photos["ind-01", 0], "ind-01")
+        gallery.enrol(photos["ind-02", 0], "ind-02")
+        assert gallery.identify(photos["ind-02", QUERY_SEED]).candidates[0].individual_id == "ind-02"
+        gallery.enrol(photos["stranger", 0], "new-one")
+        answer = gallery.identify(photos["stranger", QUERY_SEED])
+    assert answer.candidates[0].individual_id == "new-one"
+
+
+def test_restart_gives_identical_answers(built: Path, photos) -> None:
+    query = photos["ind-05", QUERY_SEED]
+    with Gallery.open(built) as gallery:
+        before = gallery.identify(query)
+    with Gallery.open(built) as gallery:
+        after = gallery.identify(query)
+    assert [c.individual_id for c in after.candidates] == [
+        c.individual_id for c in before.candidates
+    ]
+    assert [c.score for c in after.candidates] == pytest.approx(
+        [c.score for c in before.candidates]
+    )
+    assert after.index_version == before.index_version
+
+
+def test_rebuild_gives_the_same_ranking(built: Path, photos, tmp_path: Path) -> None:
+    query = photos["ind-06", QUERY_SEED]
+    with Gallery.open(built) as gallery:
+        incremental = gallery.rank(gallery.extractor.extract(query))
+        gallery.rebuild()
+        rebuilt = gallery.rank(gallery.extractor.extract(query))
+    assert [r.image_id for r in rebuilt[:10]] == [r.image_id for r in incremental[:10]]
+    assert [r.verified for r in rebuilt[:10]] == pytest.approx(
+        [r.verified for r in incremental[:10]]
+    )
+
+
+def test_unsaved_enrolments_survive_a_crash(tmp_path: Path, photos) -> None:
+    gallery = Gallery.open(tmp_path)
+    gallery.enrol(photos["ind-00", 0], "ind-00")
+    gallery.save()
+    gallery.enrol(photos["ind-01", 0], "ind-01")
+    # No close(): the index file on disk lacks ind-01, as after a SIGKILL.
+    gallery.store.close()
+    with Gallery.open(tmp_path) as reopened:
+        assert reopened.stats().images == 2
+        answer = reopened.identify(photos["ind-01", QUERY_SEED])
+    assert answer.candidates[0].individual_id == "ind-01"
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "stale_state"])
+def test_damaged_or_missing_index_is_rebuilt(tmp_path: Path, photos, damage: str) -> None:
+    with Gallery.open(tmp_path) as gallery:
+        gallery.enrol(photos["ind-00", 0], "ind-00")
+        gallery.enrol(photos["ind-01", 0], "ind-01")
+    index_dir = tmp_path / "index"
+    index_file = next(index_dir.glob("*.faiss"))
+    if damage == "missing":
+        index_file.unlink()
+    elif damage == "garbage":
+        index_file.write_bytes(b"not a faiss index")
+    else:
+        (index_dir / "state.json").write_text('{"extractor": "other"}')
+    with Gallery.open(tmp_path) as gallery:
+        assert gallery.stats().images == 2
+        answer = gallery.identify(photos["ind-01", QUERY_SEED])
+    assert answer.candidates[0].individual_id == "ind-01"
+
+
+def test_other_extractor_settings_rebuild_features_index(tmp_path: Path, photos) -> None:
+    """Features of other extractor settings are never mixed in: a gallery opened with
+    new settings has an empty index until photos are enrolled again."""
+    from embeddings.keypoints import KeypointConfig
+
+    with Gallery.open(tmp_path) as gallery:
+        gallery.enrol(photos["ind-00", 0], "ind-00")
+    with Gallery.open(tmp_path, features=KeypointConfig(max_features=500)) as gallery:
+        assert gallery.stats().descriptors == 0
+        assert gallery.store.count_images() == 1
+
+
+def test_approximate_index_past_the_exact_limit(tmp_path: Path, photos) -> None:
+    engine = EngineConfig(exact_search_max=2_000, nprobe=32)
+    with Gallery.open(tmp_path, engine=engine) as gallery:
+        enrol_all(gallery, photos)
+        assert gallery.stats().descriptors > 2_000
+        hits = sum(
+            gallery.identify(photos[ind, QUERY_SEED]).candidates[0].individual_id == ind
+            for ind in INDIVIDUALS
+        )
+    assert hits == len(INDIVIDUALS)
+    with Gallery.open(tmp_path, engine=engine) as gallery:
+        assert gallery.identify(photos["ind-04", QUERY_SEED]).candidates[0].individual_id == "ind-04"
+
+
+def test_leave_one_out_excludes_the_query_photo(built: Path, photos) -> None:
+    with Gallery.open(built) as gallery:
+        target = gallery.store.images_of("ind-07")[0]
+        features = gallery.features_of(target.id)
+        assert features is not None
+        with_self = gallery.rank(features)
+        without = gallery.rank(features, exclude=[target.id])
+        assert gallery.individual_of(without[0].image_id) == "ind-07"
+    assert with_self[0].image_id == target.id
+    assert all(r.image_id != target.id for r in without)
