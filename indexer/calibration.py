@@ -19,7 +19,7 @@ _MIN_PAIRS = 10
 
 
 class Calibration(msgspec.Struct, frozen=True, kw_only=True):
-    """A monotone step-then-linear map from score to probability.
+    """A monotone piecewise-linear map from score to probability.
 
     Attributes:
         scores: ascending knots of the fitted curve.
@@ -66,28 +66,39 @@ def fit_isotonic(
         return Calibration.unfitted(fallback_half_score)
     scores = np.concatenate([positive, negative]).astype(np.float64)
     labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
-    order = np.argsort(scores, kind="stable")
-    scores, labels = scores[order], labels[order]
-    # Pool adjacent violators over blocks of (sum of labels, count, lowest score).
+    # Equal scores must share one probability, so they start as one block.
+    unique, inverse = np.unique(scores, return_inverse=True)
+    label_sums = np.bincount(inverse, weights=labels)
+    label_counts = np.bincount(inverse).astype(float)
+    # Pool adjacent violators over blocks of (sum of labels, count, lowest, highest score).
     sums: list[float] = []
     counts: list[float] = []
     starts: list[float] = []
-    for score, label in zip(scores, labels, strict=True):
-        sums.append(label)
-        counts.append(1.0)
-        starts.append(score)
+    ends: list[float] = []
+    for score, label_sum, count in zip(unique, label_sums, label_counts, strict=True):
+        sums.append(float(label_sum))
+        counts.append(float(count))
+        starts.append(float(score))
+        ends.append(float(score))
         while len(sums) > 1 and sums[-2] / counts[-2] >= sums[-1] / counts[-1]:
-            merged_sum, merged_count = sums.pop(), counts.pop()
+            merged_sum, merged_count, merged_end = sums.pop(), counts.pop(), ends.pop()
             sums[-1] += merged_sum
             counts[-1] += merged_count
+            ends[-1] = merged_end
             starts.pop()
     # Laplace smoothing keeps the ends off exactly 0 and 1: a few dozen pairs do not
     # justify certainty.
     levels = [(s + 0.5) / (c + 1.0) for s, c in zip(sums, counts, strict=True)]
-    knots = [float(scores[0]), *starts[1:]]
+    # Each block is flat from its lowest to its highest score; between blocks, where no
+    # data fell, the curve is linear.
+    knots: list[float] = []
+    probabilities: list[float] = []
+    for start, end, level in zip(starts, ends, levels, strict=True):
+        knots += [float(start), float(end)] if end > start else [float(start)]
+        probabilities += [level, level] if end > start else [level]
     return Calibration(
-        scores=[float(k) for k in knots],
-        probabilities=[float(p) for p in levels],
+        scores=knots,
+        probabilities=[float(p) for p in probabilities],
         fitted=True,
         positives=int(len(positive)),
         negatives=int(len(negative)),

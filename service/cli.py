@@ -151,10 +151,11 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the leave-one-out protocol of ../shared/data/README.md on a manifest."""
+    """Run the leave-one-out protocol of ../shared/data/README.md on manifests, enrolled
+    together as one gallery."""
     from indexer.evaluate import evaluate  # the evaluation harness is not needed elsewhere
 
-    entries = read_entries(args.manifest)
+    entries = [entry for source in args.manifest for entry in read_entries(source)]
     with _progress("evaluate", "query") as progress:
         report = evaluate(
             entries,
@@ -230,7 +231,7 @@ def _print_identification(path: Path, answer: Identification, out: TextIO) -> No
         file=out,
     )
     if not answer.candidates:
-        print("  no candidates (the gallery is empty)", file=out)
+        print("  no candidates (empty gallery, or no markings found in the photo)", file=out)
         return
     header = ("#", "individual", "species", "probability", "score", "evidence")
     rows = [
@@ -385,10 +386,11 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate",
         parents=[common],
         help="measure accuracy on a labelled manifest",
-        description="Leave-one-out identification accuracy (top-1, top-5, MAP@5) on a"
-        " manifest, in a temporary gallery; the data folder is not touched.",
+        description="Leave-one-out identification accuracy (top-1, top-5, MAP@5) on one or"
+        " more manifests enrolled together, in a temporary gallery; the data folder is not"
+        " touched.",
     )
-    evaluate.add_argument("manifest", type=Path, metavar="MANIFEST")
+    evaluate.add_argument("manifest", type=Path, nargs="+", metavar="MANIFEST")
     evaluate.add_argument(
         "--open-set",
         action="store_true",

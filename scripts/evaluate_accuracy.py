@@ -1,0 +1,150 @@
+"""Identification accuracy, speed and memory on the development sets in ../shared/data.
+
+Runs `whaleid evaluate` (leave-one-out, see ../shared/data/README.md) once per set, each
+in its own process so that its peak memory is its own, and writes
+`reports/accuracy.json` and `reports/accuracy.md`.
+
+    python scripts/evaluate_accuracy.py [--data ../shared/data] [--out reports]
+
+Skips cleanly (exit 0, a message) when the data folder is absent: the photos are not
+ours to redistribute and a fresh clone does not have them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+# (label, manifests, extra arguments)
+RUNS: list[tuple[str, list[str], list[str]]] = [
+    ("humpback-flukes", ["humpback-flukes"], []),
+    ("rightwhale", ["rightwhale"], []),
+    ("happywhale", ["happywhale"], []),
+    ("humpback-flukes open set", ["humpback-flukes"], ["--open-set"]),
+    ("humpback-flukes + rightwhale (one gallery)", ["humpback-flukes", "rightwhale"], []),
+]
+BARS = {
+    "humpback-flukes": ("top1", 0.80),
+    "rightwhale": ("top1", 0.60),
+    "happywhale": ("top1", 0.60),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--only", action="append", help="run only runs with this label")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"skipped: no data folder at {args.data} (it is not distributed)")
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for label, sets, extra in RUNS:
+        if args.only and label not in args.only:
+            continue
+        manifests = [str(args.data / name / "manifest.csv") for name in sets]
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "report.json"
+            command = ["whaleid", "evaluate", *manifests, *extra, "--json", str(out)]
+            print("$", " ".join(command), flush=True)
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "service.cli", *command[1:]], check=True
+            )
+            report = json.loads(out.read_text())
+        report["wall_s"] = round(time.perf_counter() - started, 1)
+        report["command"] = " ".join(command)
+        results[label] = report
+        print(_summary(label, report), flush=True)
+    meta = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "command": "python " + " ".join(sys.argv),
+    }
+    (args.out / "accuracy.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=2))
+    (args.out / "accuracy.md").write_text(_markdown(meta, results))
+    print(f"wrote {args.out / 'accuracy.md'}")
+    return 0
+
+
+def _summary(label: str, r: dict) -> str:
+    text = (
+        f"{label}: top1={r['top1']:.3f} top5={r['top5']:.3f} map5={r['map5']:.3f}"
+        f" n={r['n_queries']} query_ms_p50={r['query_ms_p50']:.0f}"
+        f" peak_rss={r['peak_rss_mib']:.0f} MiB"
+    )
+    if r.get("open_set"):
+        text += (
+            f" new_individual precision={r['new_individual_precision']:.3f}"
+            f" recall={r['new_individual_recall']:.3f}"
+        )
+    return text
+
+
+def _machine() -> str:
+    cpus = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        model = platform.processor() or "unknown CPU"
+    return f"{platform.system()} {platform.machine()}, {cpus} cores ({model}), Python {platform.python_version()}"
+
+
+def _markdown(meta: dict, results: dict) -> str:
+    lines = [
+        "# Identification accuracy (weight-free RootSIFT path)",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- date: {meta['date']}",
+        f"- machine: {meta['machine']}",
+        "- protocol: leave-one-out of `../shared/data/README.md`; query time includes feature"
+        " extraction; peak memory is the evaluating process's maximum RSS.",
+        "",
+        "| run | queries | top-1 | top-5 | MAP@5 | query ms p50 | p95 | peak MiB | bar |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, r in results.items():
+        bar = ""
+        if label in BARS:
+            metric, target = BARS[label]
+            bar = f"{metric} >= {target}: {'met' if r[metric] >= target else 'NOT met'}"
+        if label.endswith("(one gallery)"):
+            ok = r["query_ms_p50"] <= 200 and r["peak_rss_mib"] < 2048
+            bar = f"p50 <= 200 ms and < 2 GiB: {'met' if ok else 'NOT met'}"
+        if r.get("open_set"):
+            p, rc = r["new_individual_precision"] or 0, r["new_individual_recall"] or 0
+            bar = (
+                f"new_individual P={p:.3f} R={rc:.3f} (bar R >= 0.7 at P >= 0.7:"
+                f" {'met' if p >= 0.7 and rc >= 0.7 else 'NOT met'})"
+            )
+        lines.append(
+            f"| {label} | {r['n_queries']} | {r['top1']:.3f} | {r['top5']:.3f} |"
+            f" {r['map5']:.3f} | {r['query_ms_p50']:.0f} | {r['query_ms_p95']:.0f} |"
+            f" {r['peak_rss_mib']:.0f} | {bar} |"
+        )
+    lines += ["", "Per species (top-1):", ""]
+    for label, r in results.items():
+        parts = ", ".join(
+            f"{name} {s['top1']:.2f} (n={s['n_queries']})" for name, s in r["per_species"].items()
+        )
+        lines.append(f"- {label}: {parts}")
+    lines += ["", "Commands of each run:", ""]
+    lines += [f"- {label}: `{r['command']}` ({r['wall_s']} s)" for label, r in results.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

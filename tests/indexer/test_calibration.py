@@ -1,0 +1,46 @@
+"""Isotonic calibration of raw scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer.calibration import Calibration, fit_isotonic
+
+
+def test_too_few_pairs_give_the_unfitted_fallback() -> None:
+    calibration = fit_isotonic(np.array([5.0, 6.0]), np.array([1.0]), fallback_half_score=10.0)
+    assert calibration.fitted is False
+    assert calibration.probability(10.0) == pytest.approx(0.5)
+    assert calibration.probability(0.0) == pytest.approx(0.0)
+
+
+def test_separable_scores_map_to_near_certainty() -> None:
+    rng = np.random.default_rng(1)
+    positives = rng.uniform(50, 100, 200)
+    negatives = rng.uniform(0, 40, 200)
+    calibration = fit_isotonic(positives, negatives, 10.0)
+    assert calibration.fitted is True
+    assert calibration.positives == 200 and calibration.negatives == 200
+    assert calibration.probability(80.0) > 0.95
+    assert calibration.probability(10.0) < 0.05
+
+
+def test_overlapping_scores_are_monotone_and_bounded() -> None:
+    rng = np.random.default_rng(2)
+    positives = rng.normal(60, 20, 300)
+    negatives = rng.normal(40, 20, 300)
+    calibration = fit_isotonic(positives, negatives, 10.0)
+    grid = np.linspace(-50, 150, 400)
+    probabilities = np.array([calibration.probability(s) for s in grid])
+    assert np.all(np.diff(probabilities) >= -1e-12)
+    assert probabilities.min() > 0.0 and probabilities.max() < 1.0
+    assert calibration.probability(50.0) == pytest.approx(0.5, abs=0.15)
+
+
+def test_survives_a_json_round_trip() -> None:
+    import msgspec
+
+    calibration = fit_isotonic(np.arange(20.0) + 20, np.arange(20.0), 10.0)
+    decoded = msgspec.json.decode(msgspec.json.encode(calibration), type=Calibration)
+    assert decoded == calibration
