@@ -1,0 +1,312 @@
+"""The global-embedding index: exact search, the switch to HNSW or IVF, removal, files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from indexer import vector_index
+from indexer.vector_index import VectorIndex
+
+KINDS = ["hnsw", "ivf"]
+STRUCTURES = ["exact", *KINDS]
+
+DIM = 64
+GALLERY = 5_000
+QUERIES = 200
+SWITCH_AT = 500
+
+
+def unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """(n, dim) float32 random unit vectors."""
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """(n, dim) float32 unit vectors in 50 clusters: neighbours are close, like
+    embeddings of photos of the same individual, which is what makes ANN search hard."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, dim))
+    x = centres[rng.integers(50, size=n)] + 0.6 * rng.standard_normal((n, dim))
+    x = x.astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_force(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int):
+    """Exact cosine top k: similarities (M, k) and ids (M, k)."""
+    sims = queries @ vectors.T
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, order, axis=1), ids[order]
+
+
+def copy_of(index: VectorIndex, tmp_path: Path) -> VectorIndex:
+    path = tmp_path / "copy.faiss"
+    index.save(path)
+    return VectorIndex.load(path, index.exact_max, index.kind)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids (GALLERY,), gallery vectors (GALLERY, DIM) and queries (QUERIES, DIM)."""
+    x = clustered(GALLERY + QUERIES, DIM)
+    # Sparse, shuffled ids, so a result that returns positions instead of ids fails.
+    ids = np.random.default_rng(1).choice(10**9, GALLERY, replace=False).astype(np.int64)
+    return ids, x[:GALLERY], x[GALLERY:]
+
+
+@pytest.fixture(scope="module", params=STRUCTURES)
+def filled(request: pytest.FixtureRequest, data) -> VectorIndex:
+    """The gallery added in three batches; "exact" never crosses exact_max. Shared by
+    the module: tests that change it work on `copy_of` it."""
+    ids, vectors, _ = data
+    if request.param == "exact":
+        index = VectorIndex(DIM)
+    else:
+        index = VectorIndex(DIM, exact_max=SWITCH_AT, kind=request.param)
+    # The second batch crosses exact_max; the third is added to the approximate index.
+    for part in np.split(np.arange(GALLERY), [SWITCH_AT, 4_000]):
+        index.add(ids[part], vectors[part])
+    return index
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n_queries", [0, 3])
+def test_empty_index_finds_nothing(kind: str, n_queries: int) -> None:
+    index = VectorIndex(16, kind=kind)
+    scores, ids = index.search(unit(n_queries, 16), 5)
+    assert ids.shape == scores.shape == (n_queries, 5)
+    assert ids.dtype == np.int64 and scores.dtype == np.float32
+    assert (ids == -1).all()
+    assert np.isneginf(scores).all()
+    assert index.size == 0
+
+
+def test_k_larger_than_size_pads_with_missing() -> None:
+    index = VectorIndex(16)
+    index.add(np.array([10, 20, 30]), unit(3, 16))
+    scores, ids = index.search(unit(2, 16, seed=1), 5)
+    assert (np.sort(ids[:, :3], axis=1) == [10, 20, 30]).all()
+    assert (ids[:, 3:] == -1).all()
+    assert np.isfinite(scores[:, :3]).all() and np.isneginf(scores[:, 3:]).all()
+    assert (np.diff(scores[:, :3], axis=1) <= 0).all()
+
+
+def test_exact_search_is_brute_force_cosine() -> None:
+    ids = np.random.default_rng(2).choice(10**6, 300, replace=False).astype(np.int64)
+    vectors, queries = unit(300, 32), unit(25, 32, seed=3)
+    index = VectorIndex(32)
+    index.add(ids, vectors)
+    scores, found = index.search(queries, 10)
+    expected_scores, expected_ids = brute_force(queries, ids, vectors, 10)
+    assert not index.approximate
+    np.testing.assert_array_equal(found, expected_ids)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("ids", "vectors", "message"),
+    [
+        pytest.param(
+            np.arange(3), unit(3, 8),
+            r"^vectors: expected \(N, 16\) float32 with unit L2 norm, got \(3, 8\) float32$",
+            id="wrong-dim",
+        ),
+        pytest.param(
+            np.arange(1), unit(1, 16)[0], r"got \(16,\) float32$", id="one-dimensional"
+        ),
+        pytest.param(
+            np.arange(3), unit(3, 16).astype(np.float64), r"got \(3, 16\) float64$",
+            id="float64",
+        ),
+        pytest.param(np.arange(3), unit(3, 16).tolist(), r"got list$", id="not-an-array"),
+        pytest.param(
+            np.arange(3), 2 * unit(3, 16),
+            r"unit L2 norm, got \(3, 16\) float32 with 3 rows of norm 2 to 2$",
+            id="not-normalised",
+        ),
+        pytest.param(
+            np.arange(3), np.where(np.arange(16) == 4, np.nan, unit(3, 16)).astype(np.float32),
+            r"got \(3, 16\) float32 with non-finite values$", id="nan",
+        ),
+        pytest.param(
+            np.arange(2), unit(3, 16),
+            r"^ids: expected \(3,\) int64, non-negative \(one per vector\), got \(2,\) int64$",
+            id="ids-length",
+        ),
+        pytest.param(
+            np.arange(3.0), unit(3, 16), r"^ids: .* got \(3,\) float64$", id="float-ids"
+        ),
+        pytest.param(
+            np.array([0, -1, 2]), unit(3, 16), r"got negative ids \[-1\]$", id="negative-id"
+        ),
+        pytest.param(
+            np.array([7, 8, 7]), unit(3, 16), r"^ids: duplicate ids in the batch: \[7\]$",
+            id="duplicate-ids",
+        ),
+    ],
+)
+def test_add_rejects_bad_input(ids: np.ndarray, vectors: np.ndarray, message: str) -> None:
+    index = VectorIndex(16)
+    with pytest.raises(ValueError, match=message):
+        index.add(ids, vectors)
+    assert index.size == 0
+
+
+def test_add_rejects_ids_already_present() -> None:
+    index = VectorIndex(16)
+    index.add(np.array([1, 2, 3]), unit(3, 16))
+    with pytest.raises(ValueError, match=r"^ids: already in the index: \[2, 3\]$"):
+        index.add(np.array([2, 3, 4]), unit(3, 16, seed=1))
+    assert index.size == 3
+    assert 4 not in index.search(unit(3, 16, seed=1), 4)[1]
+
+
+@pytest.mark.parametrize(
+    ("queries", "k", "message"),
+    [
+        (unit(2, 16).astype(np.float64), 3, r"^queries: expected \(N, 16\) float32 .* float64$"),
+        (unit(2, 16), 0, r"^k: expected >= 1, got 0$"),
+    ],
+)
+def test_search_rejects_bad_input(queries: np.ndarray, k: int, message: str) -> None:
+    index = VectorIndex(16)
+    index.add(np.arange(4), unit(4, 16))
+    with pytest.raises(ValueError, match=message):
+        index.search(queries, k)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_add_past_exact_max_switches_and_keeps_every_vector(kind: str) -> None:
+    vectors = unit(101, 16)
+    ids = np.arange(101, dtype=np.int64) * 3
+    index = VectorIndex(16, exact_max=100, kind=kind)
+    index.add(ids[:100], vectors[:100])
+    assert not index.approximate
+    index.add(ids[100:], vectors[100:])
+    assert index.approximate
+    assert index.size == 101
+    # Vectors added before the switch moved into the approximate index, under their ids.
+    np.testing.assert_array_equal(index.search(vectors, 1)[1][:, 0], ids)
+
+
+def test_recall_at_10_against_exact(filled: VectorIndex, data) -> None:
+    ids, vectors, queries = data
+    scores, found = filled.search(queries, 10)
+    _, expected = brute_force(queries, ids, vectors, 10)
+    recall = np.mean([len(np.intersect1d(f, e)) / 10 for f, e in zip(found, expected)])
+    assert filled.approximate == (filled.exact_max == SWITCH_AT)
+    assert filled.size == GALLERY
+    assert recall >= 0.95, recall
+    # Scores are the cosine of the query and the vector stored under the returned id.
+    position = {int(i): p for p, i in enumerate(ids)}
+    stored = vectors[np.vectorize(position.__getitem__)(found)]
+    np.testing.assert_allclose(scores, np.einsum("md,mkd->mk", queries, stored), atol=1e-5)
+
+
+def test_remove_hides_removed_ids(filled: VectorIndex, data, tmp_path: Path) -> None:
+    ids, vectors, _ = data
+    index = copy_of(filled, tmp_path)
+    gone = np.random.default_rng(4).choice(GALLERY, 600, replace=False)
+    unknown = np.array([10**12])
+    assert index.remove(np.concatenate([ids[gone], unknown])) == 600
+    assert index.remove(ids[gone]) == 0
+    assert index.size == GALLERY - 600
+    # Querying with the removed vectors themselves is the hardest case: without removal
+    # each would find itself first.
+    _, found = index.search(vectors[gone], 10)
+    assert not np.isin(found, ids[gone]).any()
+    assert (found >= 0).all(), "removed vectors must not leave holes in the top k"
+    # Only HNSW keeps tombstones; 600 of 5 000 is past the 10 % mark.
+    assert index.needs_rebuild == (filled.approximate and filled.kind == "hnsw")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_removed_id_can_be_added_again(kind: str) -> None:
+    vectors = unit(200, 16)
+    index = VectorIndex(16, exact_max=50, kind=kind)
+    index.add(np.arange(200), vectors)
+    assert index.remove(np.array([7])) == 1
+    replacement = unit(1, 16, seed=9)
+    index.add(np.array([7]), replacement)
+    scores, found = index.search(replacement, 1)
+    assert found[0, 0] == 7 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert index.search(vectors[7:8], 1)[1][0, 0] != 7
+    assert index.size == 200
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rebuild_drops_tombstones_and_returns_to_exact(kind: str) -> None:
+    vectors = unit(300, 16)
+    ids = np.arange(300, dtype=np.int64)
+    index = VectorIndex(16, exact_max=50, kind=kind)
+    index.add(ids, vectors)
+    index.remove(ids[:40])
+    assert index.needs_rebuild == (kind == "hnsw")
+    index.rebuild()
+    assert not index.needs_rebuild
+    assert index.approximate and index.size == 260
+    np.testing.assert_array_equal(index.search(vectors[40:], 1)[1][:, 0], ids[40:])
+    index.remove(ids[40:260])
+    index.rebuild()
+    assert not index.approximate and index.size == 40
+    np.testing.assert_array_equal(index.search(vectors[260:], 1)[1][:, 0], ids[260:])
+
+
+def test_save_load_round_trip(filled: VectorIndex, data, tmp_path: Path) -> None:
+    ids, _, queries = data
+    loaded = copy_of(filled, tmp_path)
+    assert (loaded.size, loaded.approximate) == (filled.size, filled.approximate)
+    for got, expected in zip(loaded.search(queries, 10), filled.search(queries, 10)):
+        np.testing.assert_array_equal(got, expected)
+    # Tombstones are part of the file.
+    loaded.remove(ids[:600])
+    reloaded = copy_of(loaded, tmp_path)
+    assert (reloaded.size, reloaded.needs_rebuild) == (loaded.size, loaded.needs_rebuild)
+    for got, expected in zip(reloaded.search(queries, 10), loaded.search(queries, 10)):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
+    path = tmp_path / "indexes" / "vectors.faiss"
+    index = VectorIndex(16)
+    index.add(np.arange(5), unit(5, 16))
+    index.save(path)
+    index.add(np.arange(5, 10), unit(5, 16, seed=1))
+    index.save(path)
+    assert [p.name for p in path.parent.iterdir()] == ["vectors.faiss"]
+    assert VectorIndex.load(path).size == 10
+
+
+def test_failed_save_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "vectors.faiss"
+    index = VectorIndex(16)
+    index.add(np.arange(5), unit(5, 16))
+    index.save(path)
+    before = path.read_bytes()
+
+    def crash(_index: faiss.Index, name: str) -> None:
+        Path(name).write_bytes(b"half an index")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(vector_index.faiss, "write_index", crash)
+    index.add(np.arange(5, 10), unit(5, 16, seed=1))
+    with pytest.raises(OSError, match="disk full"):
+        index.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["vectors.faiss"]
+
+
+def test_load_refuses_other_faiss_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "descriptors.faiss"
+    faiss.write_index(faiss.IndexIDMap2(faiss.IndexFlatL2(16)), str(path))
+    with pytest.raises(ValueError, match=r"inner-product .* got IndexIDMap2 with metric 1"):
+        VectorIndex.load(path)
+
+
+def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^kind: expected 'hnsw' or 'ivf', got 'lsh'$"):
+        VectorIndex(16, kind="lsh")  # type: ignore[arg-type]
