@@ -55,8 +55,9 @@ _EXCLUDE_SLACK = 4
 # RANSAC tolerance as a fraction of the gallery photo's keypoint spread: the same
 # tolerance for a 300 px crop and a 3600 px frame.
 _RANSAC_TOLERANCE = 0.03
-# Probability 0.5 at this many summed inlier weights until a calibration is fitted.
-_UNFITTED_HALF_SCORE = 300.0
+# Probability 0.5 at this score until a calibration is fitted (a conservative guess
+# from the development sets, where true matches mostly score above 1000).
+_UNFITTED_HALF_SCORE = 500.0
 
 
 class IndexState(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +74,8 @@ class RankedImage(msgspec.Struct, frozen=True, kw_only=True):
     """One gallery photo's scores for one query."""
 
     image_id: int
+    score: float
+    """`lnbnn + inlier_weight * verified`: what photos and individuals are ranked by."""
     lnbnn: float
     verified: float
     inliers: int
@@ -189,6 +192,7 @@ class Gallery:
                 individuals=len({e.individual_id for e in self._entries.values()}),
                 images=len(self._entries),
                 descriptors=self._index.size,
+                stored_images=self.store.count_images(),
             )
 
     # ------------------------------------------------------------------ writes
@@ -213,11 +217,22 @@ class Gallery:
             features: already extracted features of this photo (saves extracting twice).
         """
         existing = self.store.image_by_sha256(photo.sha256)
-        if existing is not None:
+        if existing is not None and existing.id in self._entries:
             return EnrolResult(
                 image_id=existing.id, individual_id=existing.individual_id, created=False
             )
-        features = features or self.extractor.extract(photo)
+        if features is None:
+            features = self.extractor.extract(photo)
+        if existing is not None:
+            # Stored under older extractor settings: give it the current features.
+            with self._lock:
+                if self.store.add_features(
+                    existing.id, [(self.extractor.name, self.extractor.version, features)]
+                ):
+                    self._index_new(existing.id, existing.individual_id, existing.source_name, features)
+            return EnrolResult(
+                image_id=existing.id, individual_id=existing.individual_id, created=False
+            )
         source_name = source_name or photo.sha256[:16]
         record = NewImage(
             sha256=photo.sha256,
@@ -234,18 +249,24 @@ class Gallery:
                 record, species, [(self.extractor.name, self.extractor.version, features)]
             )
             if created:
-                self._add_entry(image_id, individual_id, source_name, features)
-                self._index.add(image_id, features.descriptors)
-                self._max_feature_id = self.store.max_feature_id(
-                    self.extractor.name, self.extractor.version
-                )
-                self._dirty = True
-                if not self._index.approximate and self._index.size > self.engine.exact_search_max:
-                    self._build_index(None)
+                self._index_new(image_id, individual_id, source_name, features)
         if not created:
             stored = self.store.image(image_id)
             individual_id = stored.individual_id if stored else individual_id
         return EnrolResult(image_id=image_id, individual_id=individual_id, created=created)
+
+    def _index_new(
+        self, image_id: int, individual_id: str, source_name: str, features: LocalFeatures
+    ) -> None:
+        """Make just-stored features searchable (caller holds the lock)."""
+        self._add_entry(image_id, individual_id, source_name, features)
+        self._index.add(image_id, features.descriptors)
+        self._max_feature_id = self.store.max_feature_id(
+            self.extractor.name, self.extractor.version
+        )
+        self._dirty = True
+        if not self._index.approximate and self._index.size > self.engine.exact_search_max:
+            self._build_index(None)
 
     def rebuild(self, progress: Progress | None = None) -> None:
         """Rebuild the index from the database and refit the calibration."""
@@ -276,8 +297,8 @@ class Gallery:
     ) -> list[RankedImage]:
         """Score gallery photos against query features, best first.
 
-        Photos on the shortlist are ordered by their spatially verified score, the rest by
-        their LNBNN score behind them.
+        Shortlisted photos (the best by LNBNN) are spatially verified, and every photo is
+        ranked by `RankedImage.score`.
 
         Args:
             features: the query's local features.
@@ -313,17 +334,21 @@ class Gallery:
                 votes.weight[mask],
                 entry.tolerance,
             )
-        ranked = [
-            RankedImage(
-                image_id=image_id,
-                lnbnn=float(score),
-                verified=verified.get(image_id, (0.0, 0))[0],
-                inliers=verified.get(image_id, (0.0, 0))[1],
+        ranked = []
+        for image_id, lnbnn in scores.items():
+            if image_id not in entries:
+                continue
+            inlier_score, inliers = verified.get(image_id, (0.0, 0))
+            ranked.append(
+                RankedImage(
+                    image_id=image_id,
+                    score=lnbnn + self.engine.inlier_weight * inlier_score,
+                    lnbnn=lnbnn,
+                    verified=inlier_score,
+                    inliers=inliers,
+                )
             )
-            for image_id, score in scores.items()
-            if image_id in entries
-        ]
-        ranked.sort(key=lambda r: (r.verified, r.lnbnn), reverse=True)
+        ranked.sort(key=lambda r: r.score, reverse=True)
         return ranked
 
     def answer(self, ranked: list[RankedImage], *, top_k: int | None = None) -> Identification:
@@ -346,8 +371,8 @@ class Gallery:
                 Candidate(
                     individual_id=individual,
                     species=row.species if row else None,
-                    probability=calibration.probability(item.verified),
-                    score=item.verified,
+                    probability=calibration.probability(item.score),
+                    score=item.score,
                     evidence=Evidence(
                         image_id=item.image_id,
                         source_name=entry.source_name,
@@ -489,9 +514,9 @@ class Gallery:
             for item in self.rank(features, exclude=[image_id]):
                 individual = self._entries[item.image_id].individual_id
                 if individual == truth:
-                    true_score = max(true_score, item.verified)
+                    true_score = max(true_score, item.score)
                 else:
-                    wrong_score = max(wrong_score, item.verified)
+                    wrong_score = max(wrong_score, item.score)
             positives.append(true_score)
             negatives.append(wrong_score)
         return fit_isotonic(

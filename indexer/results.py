@@ -46,5 +46,10 @@ class EnrolResult(msgspec.Struct, frozen=True, kw_only=True):
 
 class GalleryStats(msgspec.Struct, frozen=True, kw_only=True):
     individuals: int
+    """Individuals with at least one searchable photo."""
     images: int
+    """Searchable photos: those with features of the current extractor settings."""
     descriptors: int
+    stored_images: int = 0
+    """Photos in the database. More than `images` after the extractor settings changed:
+    the others must be enrolled again from their files to become searchable."""

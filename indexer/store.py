@@ -340,6 +340,34 @@ class Store:
             )
         return image_id, True
 
+    def add_features(self, image_id: int, features: Sequence[FeatureInput]) -> bool:
+        """Store features of an already stored photo (e.g. after the extractor changed).
+
+        Returns:
+            True when stored; False when the photo already has features of that
+            extractor version (nothing is written).
+
+        Raises:
+            NotFound: no photo has this id.
+            StoreError: invalid features, as for `add_image`.
+        """
+        rows = _encode_features(features)
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
+                raise NotFound(f"no image with id {image_id}")
+            for extractor, version, *_ in rows:
+                if conn.execute(
+                    "SELECT 1 FROM features WHERE image_id = ? AND extractor = ? AND version = ?",
+                    (image_id, extractor, version),
+                ).fetchone():
+                    return False
+            conn.executemany(
+                "INSERT INTO features(image_id, extractor, version, kind, count, dim,"
+                " keypoints, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(image_id, *row) for row in rows],
+            )
+        return True
+
     def image(self, image_id: int) -> ImageRow | None:
         """The image with this id, or None."""
         with self._read() as conn:

@@ -180,14 +180,23 @@ def test_damaged_or_missing_index_is_rebuilt(tmp_path: Path, photos, damage: str
 
 def test_other_extractor_settings_rebuild_features_index(tmp_path: Path, photos) -> None:
     """Features of other extractor settings are never mixed in: a gallery opened with
-    new settings has an empty index until photos are enrolled again."""
+    new settings has an empty index until photos are enrolled again, and enrolling the
+    same file again makes it searchable without storing a second photo."""
     from embeddings.keypoints import KeypointConfig
 
     with Gallery.open(tmp_path) as gallery:
         gallery.enrol(photos["ind-00", 0], "ind-00")
     with Gallery.open(tmp_path, features=KeypointConfig(max_features=500)) as gallery:
-        assert gallery.stats().descriptors == 0
-        assert gallery.store.count_images() == 1
+        stats = gallery.stats()
+        again = gallery.enrol(photos["ind-00", 0], "ind-00")
+        restored = gallery.stats()
+        answer = gallery.identify(photos["ind-00", QUERY_SEED])
+    assert stats.descriptors == 0
+    assert stats.images == 0
+    assert stats.stored_images == 1
+    assert again.created is False
+    assert restored.images == 1 and restored.stored_images == 1
+    assert answer.candidates[0].individual_id == "ind-00"
 
 
 def test_approximate_index_past_the_exact_limit(tmp_path: Path, photos) -> None:
