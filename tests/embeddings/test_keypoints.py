@@ -1,0 +1,94 @@
+"""The RootSIFT extractor: shapes, coordinates, padding and glare masks, versions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embeddings.keypoints import KeypointConfig, RootSiftExtractor
+from embeddings.photo import Photo
+from embeddings.protocol import Extractor
+from tests.synthetic import fluke
+
+EXTRACTOR = RootSiftExtractor()
+
+
+def photo(pixels: np.ndarray) -> Photo:
+    return Photo(pixels=np.ascontiguousarray(pixels), sha256="0" * 64, format="PNG")
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.zeros((1, 1, 3), np.uint8),
+        np.full((240, 320, 3), 128, np.uint8),
+        np.full((240, 320, 3), 255, np.uint8),
+    ],
+    ids=["one-pixel", "uniform-grey", "all-white"],
+)
+def test_featureless_photos_give_empty_arrays(pixels: np.ndarray) -> None:
+    features = EXTRACTOR.extract(photo(pixels))
+    assert features.keypoints.shape == (0, 4)
+    assert features.descriptors.shape == (0, 128)
+    assert features.descriptors.dtype == np.uint8
+
+
+def test_shapes_dtypes_and_rootsift_normalisation() -> None:
+    features = EXTRACTOR.extract(photo(fluke("a")))
+    n = len(features.keypoints)
+    assert 200 <= n <= EXTRACTOR.config.max_features
+    assert features.keypoints.dtype == np.float32
+    assert features.descriptors.shape == (n, 128)
+    norms = np.linalg.norm(features.descriptors.astype(np.float64) / 255.0, axis=1)
+    assert np.allclose(norms, 1.0, atol=0.03)
+
+
+def test_keypoints_are_in_the_photo_own_coordinates() -> None:
+    """The working resize is undone: a photo and its half-size copy put their keypoints
+    on the same markings, up to the factor 2."""
+    import cv2
+
+    big = fluke("b", width=960, height=640)
+    small = cv2.resize(big, (480, 320), interpolation=cv2.INTER_AREA)
+    kb = EXTRACTOR.extract(photo(big)).keypoints
+    ks = EXTRACTOR.extract(photo(small)).keypoints
+    assert kb[:, 0].max() > 600 and ks[:, 0].max() < 480
+    # Every keypoint of the small photo has one of the big photo within 3 px (x2).
+    distances = np.linalg.norm(ks[:, None, :2] * 2 - kb[None, :, :2], axis=2).min(axis=1)
+    assert np.median(distances) < 3.0
+
+
+def test_upright_keypoints_have_angle_zero_and_no_duplicates() -> None:
+    features = EXTRACTOR.extract(photo(fluke("c")))
+    assert np.all(features.keypoints[:, 3] == 0.0)
+    rounded = np.round(features.keypoints[:, :3], 1)
+    assert len(np.unique(rounded, axis=0)) == len(rounded)
+    rotating = RootSiftExtractor(KeypointConfig(upright=False)).extract(photo(fluke("c")))
+    assert np.any(rotating.keypoints[:, 3] != 0.0)
+
+
+def test_letterbox_padding_gets_no_keypoints() -> None:
+    """A white letterbox (as in the Kaggle fluke crops) is masked with a margin."""
+    image = fluke("d", width=300, height=160)
+    padded = np.full((300, 300, 3), 255, np.uint8)
+    padded[70:230] = image
+    features = EXTRACTOR.extract(photo(padded))
+    y = features.keypoints[:, 1]
+    assert len(y) > 50
+    assert y.min() > 70 and y.max() < 230
+
+
+def test_glare_gets_no_keypoints() -> None:
+    image = fluke("e").copy()
+    image[100:140, 200:260] = 255  # a saturated glare patch with sharp corners
+    features = EXTRACTOR.extract(photo(image))
+    x, y = features.keypoints[:, 0], features.keypoints[:, 1]
+    inside = (x >= 200) & (x < 260) & (y >= 100) & (y < 140)
+    assert not inside.any()
+
+
+def test_version_follows_the_settings() -> None:
+    assert RootSiftExtractor().version == RootSiftExtractor(KeypointConfig()).version
+    assert RootSiftExtractor().version != RootSiftExtractor(KeypointConfig(max_features=500)).version
+    assert isinstance(EXTRACTOR, Extractor)
+    assert EXTRACTOR.kind == "local"
