@@ -132,7 +132,7 @@ def evaluate(
                 if progress is not None:
                     progress(done, total)
             gallery.rebuild()
-            report = _score(gallery, queries, held_out, progress, done, total)
+            report = _score(gallery, queries, held_out, progress, done, done + len(queries))
         finally:
             gallery.close()
     return msgspec.structs.replace(

@@ -1,0 +1,64 @@
+"""The leave-one-out evaluation protocol on a synthetic catalogue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from indexer.evaluate import _rank_scores, evaluate
+from indexer.manifest import ManifestEntry
+from tests.synthetic import write_folder
+
+INDIVIDUALS = [f"ind-{i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def entries(tmp_path_factory: pytest.TempPathFactory) -> list[ManifestEntry]:
+    root = tmp_path_factory.mktemp("catalogue")
+    paths = write_folder(root, INDIVIDUALS, photos=3)
+    rows = [ManifestEntry(path=p, individual_id=p.parent.name, species="humpback_whale") for p in paths]
+    # One photo of an individual seen once (never a closed-set query), one unlabelled
+    # photo (ignored) and one unreadable file (reported, not fatal).
+    lonely = write_folder(root, ["lonely"], photos=1)[0]
+    rows.append(ManifestEntry(path=lonely, individual_id="lonely", species=None))
+    rows.append(ManifestEntry(path=paths[0], individual_id="", species=None))
+    broken = root / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    rows.append(ManifestEntry(path=broken, individual_id="ind-0", species=None))
+    return rows
+
+
+def test_rank_scores_follow_the_definitions() -> None:
+    scores = _rank_scores([1, 2, 0, 5, 6])
+    assert scores.n_queries == 5
+    assert scores.top1 == pytest.approx(1 / 5)
+    assert scores.top5 == pytest.approx(3 / 5)
+    assert scores.map5 == pytest.approx((1 + 1 / 2 + 1 / 5) / 5)
+    assert _rank_scores([]).n_queries == 0
+
+
+def test_closed_set_finds_every_individual(entries: list[ManifestEntry]) -> None:
+    seen: list[tuple[int, int]] = []
+    report = evaluate(entries, progress=lambda done, total: seen.append((done, total)))
+    assert report.n_queries == 3 * len(INDIVIDUALS)
+    assert report.n_individuals == len(INDIVIDUALS) + 1
+    assert report.top1 == 1.0 and report.map5 == 1.0
+    assert report.query_ms_p50 > 0 and report.query_ms_p50 >= report.features_ms_p50
+    assert report.peak_rss_mib > 0
+    assert report.calibrated is True
+    assert report.new_individual_precision is None
+    assert len(report.unreadable) == 1 and "broken.jpg: corrupted_image" in report.unreadable[0]
+    assert report.per_species["humpback_whale"].n_queries == 3 * len(INDIVIDUALS)
+    assert seen[-1][0] == seen[-1][1]
+
+
+def test_open_set_holds_out_individuals(entries: list[ManifestEntry]) -> None:
+    report = evaluate(entries, open_set=True, seed=3)
+    held_out = round(0.2 * (len(INDIVIDUALS) + 1))
+    assert report.open_set is True
+    assert report.n_new_queries >= held_out
+    assert report.n_queries + report.n_new_queries <= 3 * len(INDIVIDUALS) + 1
+    assert report.new_individual_recall == pytest.approx(1.0)
+    assert report.new_individual_precision == pytest.approx(1.0)
+    assert report.known_match_rate == pytest.approx(1.0)
