@@ -28,7 +28,10 @@ class KeypointConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     long_side: int = 600
     """Photos are resized so that their longer side has this many pixels. Small crops are
-    upscaled too: SIFT finds too few stable keypoints on a 300 px fluke."""
+    upscaled too (up to `max_upscale`): SIFT finds too few stable keypoints on a 300 px
+    fluke."""
+    max_upscale: float = 2.0
+    """Largest enlargement factor; enlarging a blurry crop further adds no detail."""
     max_features: int = 1000
     """Strongest keypoints kept per photo; bounds memory and search time."""
     contrast_threshold: float = 0.04
@@ -67,7 +70,7 @@ class RootSiftExtractor:
             resize is undone) and uint8-quantised RootSIFT descriptors, (N, 128).
         """
         gray = cv2.cvtColor(photo.pixels, cv2.COLOR_RGB2GRAY)
-        scale = self.config.long_side / max(gray.shape)
+        scale = min(self.config.long_side / max(gray.shape), self.config.max_upscale)
         if abs(scale - 1.0) > 1e-3:
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC

@@ -197,11 +197,17 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
     rows = [
         ("data dir", settings.data_dir),
         ("individuals", stats.individuals),
-        ("images", stats.images),
+        ("photos", stats.stored_images),
+        ("searchable", stats.images),
         ("descriptors", stats.descriptors),
     ]
     for label, value in rows:
         print(f"{label:<12} {value}")
+    if stats.images < stats.stored_images:
+        print(
+            f"{stats.stored_images - stats.images} photos have no features of the current"
+            " extractor settings; enrol their files again to make them searchable"
+        )
     return EXIT_OK
 
 

@@ -252,7 +252,7 @@ def test_interrupted_enrol_keeps_what_was_acknowledged(
 
     assert code == 130
     assert "enrolled 2" in out and "interrupted" in out
-    assert "images       2" in stats
+    assert "photos       2" in stats and "searchable   2" in stats
 
 
 def test_data_folder_defaults_to_the_environment(
@@ -363,7 +363,8 @@ def test_stats_counts_the_gallery(capsys: pytest.CaptureFixture[str], gallery_di
     fields = dict(line.split(maxsplit=1) for line in out.splitlines() if line.strip())
     assert code == 0
     assert fields["individuals"] == str(len(INDIVIDUALS))
-    assert fields["images"] == str(len(INDIVIDUALS) * PHOTOS)
+    assert fields["photos"] == str(len(INDIVIDUALS) * PHOTOS)
+    assert fields["searchable"] == str(len(INDIVIDUALS) * PHOTOS)
     assert int(fields["descriptors"]) > 0
 
 
