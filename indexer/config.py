@@ -10,10 +10,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """K of LNBNN: neighbours that vote per query descriptor; neighbour K+1 normalises."""
     shortlist: int = 20
     """Gallery images re-ranked by spatial verification."""
-    inlier_weight: float = 1.0
+    inlier_weight: float = 1000.0
     """A photo's score is its LNBNN score plus this times the LNBNN weight of its
-    spatially verified matches. Verification alone misleads on whole frames, where
-    water and glare give chance inliers; LNBNN alone misses geometry."""
+    spatially verified matches. The large default ranks by verified evidence and lets
+    LNBNN break ties and order the photos nothing verified; on the development sets it
+    beat weights of 1-4 (flukes top-1 0.816 against 0.796-0.805)."""
     exact_search_max: int = 300_000
     """Up to this many gallery descriptors the search is exact; above, an IVF index."""
     nprobe: int = 16

@@ -55,9 +55,10 @@ _EXCLUDE_SLACK = 4
 # RANSAC tolerance as a fraction of the gallery photo's keypoint spread: the same
 # tolerance for a 300 px crop and a 3600 px frame.
 _RANSAC_TOLERANCE = 0.03
-# Probability 0.5 at this score until a calibration is fitted (a conservative guess
-# from the development sets, where true matches mostly score above 1000).
-_UNFITTED_HALF_SCORE = 500.0
+# Until a calibration is fitted, probability 0.5 at this much verified match weight (a
+# conservative guess from the development sets, where true matches mostly verify above
+# 1000).
+_UNFITTED_HALF_VERIFIED = 300.0
 
 
 class IndexState(msgspec.Struct, frozen=True, kw_only=True):
@@ -105,7 +106,7 @@ class Gallery:
         self._lock = threading.RLock()
         self._index = DescriptorIndex(128, engine.exact_search_max, engine.nprobe)
         self._entries: dict[int, _Entry] = {}
-        self._calibration = Calibration.unfitted(_UNFITTED_HALF_SCORE)
+        self._calibration = Calibration.unfitted(engine.inlier_weight * _UNFITTED_HALF_VERIFIED)
         self._epoch = 0
         self._max_feature_id = 0
         self._dirty = False
@@ -520,7 +521,9 @@ class Gallery:
             positives.append(true_score)
             negatives.append(wrong_score)
         return fit_isotonic(
-            np.asarray(positives), np.asarray(negatives), _UNFITTED_HALF_SCORE
+            np.asarray(positives),
+            np.asarray(negatives),
+            self.engine.inlier_weight * _UNFITTED_HALF_VERIFIED,
         )
 
 
