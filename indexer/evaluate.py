@@ -28,7 +28,7 @@ from indexer.config import EngineConfig
 from indexer.gallery import Gallery, Progress
 from indexer.manifest import ManifestEntry
 
-__all__ = ["EvaluationReport", "SpeciesScores", "evaluate"]
+__all__ = ["EvaluationReport", "SpeciesScores", "ThresholdPoint", "evaluate"]
 
 
 class SpeciesScores(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,6 +36,14 @@ class SpeciesScores(msgspec.Struct, frozen=True, kw_only=True):
     top1: float
     top5: float
     map5: float
+
+
+class ThresholdPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """Open-set quality if `new_individual_threshold` were `threshold`."""
+
+    threshold: float
+    precision: float
+    recall: float
 
 
 class EvaluationReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,6 +73,9 @@ class EvaluationReport(msgspec.Struct, frozen=True, kw_only=True):
     known_match_rate: float | None = None
     """Open set: share of known-individual queries answered `match` with the right
     individual first."""
+    new_individual_curve: list[ThresholdPoint] = []
+    """Open set: `new_individual` precision and recall over thresholds, for choosing
+    `engine.new_individual_threshold`."""
 
 
 class _Query(msgspec.Struct, frozen=True):
@@ -158,6 +169,7 @@ def _score(
     features_times: list[float] = []
     search_times: list[float] = []
     new_true = new_false = new_missed = known_right = known_total = 0
+    top_probability: list[tuple[float, bool]] = []
     for query in queries:
         done += 1
         if progress is not None:
@@ -174,6 +186,9 @@ def _score(
         features_times.append(query.features_ms)
         search_times.append(search_ms)
         said_new = answer.decision == "new_individual"
+        top_probability.append(
+            (answer.candidates[0].probability if answer.candidates else 0.0, is_new)
+        )
         if is_new:
             new_true += said_new
             new_missed += not said_new
@@ -214,7 +229,26 @@ def _score(
         ),
         n_new_queries=new_true + new_missed,
         known_match_rate=known_right / known_total if open_set and known_total else None,
+        new_individual_curve=_curve(top_probability) if open_set else [],
     )
+
+
+def _curve(top_probability: list[tuple[float, bool]]) -> list[ThresholdPoint]:
+    """Precision and recall of `new_individual` (best probability below the threshold)."""
+    probabilities = np.array([p for p, _ in top_probability])
+    is_new = np.array([n for _, n in top_probability], dtype=bool)
+    points = []
+    for threshold in np.round(np.linspace(0.05, 0.95, 19), 2):
+        said_new = probabilities < threshold
+        hits = int((said_new & is_new).sum())
+        points.append(
+            ThresholdPoint(
+                threshold=float(threshold),
+                precision=hits / int(said_new.sum()) if said_new.any() else 1.0,
+                recall=hits / int(is_new.sum()) if is_new.any() else 0.0,
+            )
+        )
+    return points
 
 
 def _rank_scores(ranks: list[int]) -> SpeciesScores:

@@ -59,6 +59,14 @@ def main() -> int:
         selected.append(TIMED_RUN)
         reports.append(_run(args.data, *TIMED_RUN))
     results = {run[0]: report for run, report in zip(selected, reports, strict=True)}
+    previous = args.out / "accuracy.json"
+    if args.only and previous.exists():
+        # A partial re-run replaces its own rows and keeps the others with their dates.
+        earlier = json.loads(previous.read_text())
+        for report in earlier["runs"].values():
+            report.setdefault("date", earlier["meta"]["date"])
+        results = {**earlier["runs"], **results}
+        results = {label: results[label] for label in [*(r[0] for r in RUNS), TIMED_RUN[0]] if label in results}
     meta = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": _machine(),
@@ -88,6 +96,7 @@ def _run(data: Path, label: str, sets: list[str], extra: list[str]) -> dict:
             raise SystemExit(f"{label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         report = json.loads(out.read_text())
     report["wall_s"] = round(time.perf_counter() - started, 1)
+    report["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report["command"] = " ".join(command[:-2] + ["--json", "OUT.json"])
     print(_summary(label, report), flush=True)
     return report
@@ -159,8 +168,26 @@ def _markdown(meta: dict, results: dict) -> str:
             f"{name} {s['top1']:.2f} (n={s['n_queries']})" for name, s in r["per_species"].items()
         )
         lines.append(f"- {label}: {parts}")
+    for label, r in results.items():
+        if r.get("new_individual_curve"):
+            lines += [
+                "",
+                f"Open set, {label}: `new_individual` precision / recall if"
+                " `engine.new_individual_threshold` were set to each value (the run used"
+                f" {r['engine']['new_individual_threshold']}):",
+                "",
+                "| threshold | precision | recall |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {p['threshold']:.2f} | {p['precision']:.3f} | {p['recall']:.3f} |"
+                for p in r["new_individual_curve"]
+            ]
     lines += ["", "Commands of each run:", ""]
-    lines += [f"- {label}: `{r['command']}` ({r['wall_s']} s)" for label, r in results.items()]
+    lines += [
+        f"- {label}: `{r['command']}` ({r['wall_s']} s, {r.get('date', meta['date'])})"
+        for label, r in results.items()
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -246,7 +246,7 @@ def _print_identification(path: Path, answer: Identification, out: TextIO) -> No
             c.individual_id,
             c.species or "-",
             f"{c.probability:.3f}",
-            f"{c.score:.2f}",
+            f"{c.score:.0f}",
             f"{c.evidence.source_name} (image {c.evidence.image_id}, {c.evidence.inliers} inliers)",
         )
         for rank, c in enumerate(answer.candidates, start=1)

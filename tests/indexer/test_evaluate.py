@@ -62,3 +62,8 @@ def test_open_set_holds_out_individuals(entries: list[ManifestEntry]) -> None:
     assert report.new_individual_recall == pytest.approx(1.0)
     assert report.new_individual_precision == pytest.approx(1.0)
     assert report.known_match_rate == pytest.approx(1.0)
+    default = next(p for p in report.new_individual_curve if p.threshold == 0.5)
+    assert default.recall == pytest.approx(report.new_individual_recall)
+    assert default.precision == pytest.approx(report.new_individual_precision)
+    recalls = [p.recall for p in report.new_individual_curve]
+    assert recalls == sorted(recalls)
