@@ -143,12 +143,19 @@ def evaluate(
                 if progress is not None:
                     progress(done, total)
             gallery.rebuild()
-            report = _score(gallery, queries, held_out, progress, done, done + len(queries))
+            return _score(
+                gallery,
+                queries,
+                held_out,
+                progress,
+                done,
+                done + len(queries),
+                n_images=len(labelled),
+                n_individuals=len(individuals),
+                unreadable=unreadable,
+            )
         finally:
             gallery.close()
-    return msgspec.structs.replace(
-        report, n_images=len(labelled), n_individuals=len(individuals), unreadable=unreadable
-    )
 
 
 def _score(
@@ -158,6 +165,10 @@ def _score(
     progress: Progress | None,
     done: int,
     total: int,
+    *,
+    n_images: int,
+    n_individuals: int,
+    unreadable: list[str],
 ) -> EvaluationReport:
     enrolled: dict[str, set[int]] = {}
     for query in queries:
@@ -203,8 +214,8 @@ def _score(
     scores = _rank_scores(ranks)
     open_set = bool(held_out)
     return EvaluationReport(
-        n_images=0,
-        n_individuals=0,
+        n_images=n_images,
+        n_individuals=n_individuals,
         n_queries=len(ranks),
         top1=scores.top1,
         top5=scores.top5,
@@ -218,7 +229,7 @@ def _score(
         extractor=f"{gallery.extractor.name}-{gallery.extractor.version}",
         features=gallery.extractor.config,
         engine=gallery.engine,
-        unreadable=[],
+        unreadable=unreadable,
         per_species={name: _rank_scores(r) for name, r in sorted(species_ranks.items())},
         calibrated=gallery.calibration.fitted,
         new_individual_precision=(
