@@ -45,9 +45,7 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
 
 # Magic numbers of the accepted formats, used only to tell "a damaged JPEG" (corrupted)
 # from "not an image we take" (unsupported) when Pillow cannot even read the header.
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
-)
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 
 _EXIF_IFD = 0x8769
 _GPS_IFD = 0x8825

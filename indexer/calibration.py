@@ -100,6 +100,6 @@ def fit_isotonic(
         scores=knots,
         probabilities=[float(p) for p in probabilities],
         fitted=True,
-        positives=int(len(positive)),
-        negatives=int(len(negative)),
+        positives=len(positive),
+        negatives=len(negative),
     )

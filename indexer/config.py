@@ -22,6 +22,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     new_individual_threshold: float = 0.5
     """Below this calibrated probability for the best candidate the answer is
     `new_individual`."""
+    min_query_features: int = 10
+    """A query photo with fewer keypoints than this is answered `low_confidence`: blank,
+    blurred or tiny photos hold too little texture for any match to mean anything."""
     calibration_queries: int = 300
     """Gallery images queried against the rest of the gallery to fit the calibration."""
     top_k: int = 5

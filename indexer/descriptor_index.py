@@ -16,7 +16,7 @@ import numpy as np
 
 from indexer.files import replacing
 
-__all__ = ["DescriptorIndex", "KEYPOINT_BITS"]
+__all__ = ["KEYPOINT_BITS", "DescriptorIndex"]
 
 KEYPOINT_BITS = 16
 """Bits of a FAISS id that number the keypoint; an extractor keeps at most 65 535."""
@@ -72,6 +72,15 @@ class DescriptorIndex:
             self._index = _train_ivf(descriptors, self.dim, total, seed)
         for image_id, desc in zip(image_ids, descriptors, strict=True):
             self.add(image_id, desc)
+
+    def remove(self, image_id: int) -> int:
+        """Remove every descriptor of one photo.
+
+        Returns:
+            How many descriptors were removed.
+        """
+        first = image_id << KEYPOINT_BITS
+        return int(self._index.remove_ids(faiss.IDSelectorRange(first, first + _KEYPOINT_MASK + 1)))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """k nearest gallery descriptors of each query descriptor.

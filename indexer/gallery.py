@@ -40,7 +40,7 @@ from indexer.results import (
     Identification,
 )
 from indexer.scoring import image_scores, lnbnn_votes, verify
-from indexer.store import NewImage, Store
+from indexer.store import Conflict, Individual, NewImage, NotFound, Store
 
 __all__ = ["Gallery", "Progress", "RankedImage"]
 
@@ -181,7 +181,9 @@ class Gallery:
     @property
     def index_version(self) -> str:
         """Identifies the searchable state: extractor version, epoch and last feature."""
-        return f"{self.extractor.name}-{self.extractor.version}/e{self._epoch}/f{self._max_feature_id}"
+        return (
+            f"{self.extractor.name}-{self.extractor.version}/e{self._epoch}/f{self._max_feature_id}"
+        )
 
     @property
     def calibration(self) -> Calibration:
@@ -230,7 +232,9 @@ class Gallery:
                 if self.store.add_features(
                     existing.id, [(self.extractor.name, self.extractor.version, features)]
                 ):
-                    self._index_new(existing.id, existing.individual_id, existing.source_name, features)
+                    self._index_new(
+                        existing.id, existing.individual_id, existing.source_name, features
+                    )
             return EnrolResult(
                 image_id=existing.id, individual_id=existing.individual_id, created=False
             )
@@ -277,6 +281,107 @@ class Gallery:
             self._dirty = True
             self.save()
 
+    # ------------------------------------------------------------------ catalogue
+
+    def create_individual(
+        self, individual_id: str, *, species: str | None = None, name: str | None = None
+    ) -> Individual:
+        """Add an individual with no photos yet.
+
+        Raises:
+            Conflict: the id is taken.
+        """
+        with self._lock:
+            if self.store.individual(individual_id) is not None:
+                raise Conflict(f"individual {individual_id!r} already exists")
+            return self.store.upsert_individual(individual_id, species, name)
+
+    def update_individual(
+        self, individual_id: str, *, species: str | None = None, name: str | None = None
+    ) -> Individual:
+        """Set the species and/or name given (None leaves a field as it is).
+
+        Raises:
+            NotFound: no such individual.
+        """
+        with self._lock:
+            if self.store.individual(individual_id) is None:
+                raise NotFound(f"individual {individual_id!r} not found")
+            return self.store.upsert_individual(individual_id, species, name)
+
+    def rename_individual(self, old_id: str, new_id: str) -> None:
+        """Give an individual a new id; its photos follow, searchable under the new id.
+
+        Raises:
+            NotFound: `old_id` does not exist.
+            Conflict: `new_id` is taken.
+        """
+        with self._lock:
+            self.store.rename_individual(old_id, new_id)
+            self._relabel(old_id, new_id)
+
+    def merge_individuals(self, source_id: str, target_id: str) -> int:
+        """Move every photo of `source_id` to `target_id` and delete `source_id`.
+
+        Returns:
+            How many photos moved.
+
+        Raises:
+            NotFound: either individual does not exist.
+            Conflict: source and target are the same.
+        """
+        with self._lock:
+            moved = self.store.merge_individuals(source_id, target_id)
+            self._relabel(source_id, target_id)
+            return moved
+
+    def delete_image(self, image_id: int) -> bool:
+        """Delete a photo and its features; it is no longer found by searches.
+
+        Returns:
+            True if the photo existed.
+        """
+        with self._lock:
+            if not self.store.delete_image(image_id):
+                return False
+            self._forget([image_id])
+            return True
+
+    def delete_individual(self, individual_id: str) -> int:
+        """Delete an individual with all its photos.
+
+        Returns:
+            How many photos were deleted.
+
+        Raises:
+            NotFound: no such individual.
+        """
+        with self._lock:
+            image_ids = [i for i, e in self._entries.items() if e.individual_id == individual_id]
+            deleted = self.store.delete_individual(individual_id)
+            self._forget(image_ids)
+            return deleted
+
+    def _relabel(self, old_id: str, new_id: str) -> None:
+        """Mirror a relabelling already committed to the database (caller holds the lock)."""
+        for image_id, entry in list(self._entries.items()):
+            if entry.individual_id == old_id:
+                self._entries[image_id] = msgspec.structs.replace(entry, individual_id=new_id)
+        self._follow_epoch()
+
+    def _forget(self, image_ids: list[int]) -> None:
+        """Mirror deletions already committed to the database (caller holds the lock)."""
+        for image_id in image_ids:
+            if self._entries.pop(image_id, None) is not None:
+                self._index.remove(image_id)
+        self._follow_epoch()
+
+    def _follow_epoch(self) -> None:
+        # The index now matches the database again, so the saved state may claim the new
+        # epoch; until it is saved, a crash leaves an older epoch on disk: a rebuild.
+        self._epoch = self.store.epoch()
+        self._dirty = True
+
     # ------------------------------------------------------------------ reads
 
     def identify(self, photo: Photo, *, top_k: int | None = None) -> Identification:
@@ -284,18 +389,19 @@ class Gallery:
         started = time.perf_counter()
         features = self.extractor.extract(photo)
         extracted = time.perf_counter()
-        ranked = self.rank(features)
+        enough = len(features.descriptors) >= self.engine.min_query_features
+        ranked = self.rank(features) if enough else []
         searched = time.perf_counter()
         answer = self.answer(ranked, top_k=top_k)
+        if not enough:
+            answer = msgspec.structs.replace(answer, decision="low_confidence")
         timings = {
             "features": 1000 * (extracted - started),
             "search": 1000 * (searched - extracted),
         }
         return msgspec.structs.replace(answer, timings_ms=timings)
 
-    def rank(
-        self, features: LocalFeatures, *, exclude: Iterable[int] = ()
-    ) -> list[RankedImage]:
+    def rank(self, features: LocalFeatures, *, exclude: Iterable[int] = ()) -> list[RankedImage]:
         """Score gallery photos against query features, best first.
 
         Shortlisted photos (the best by LNBNN) are spatially verified, and every photo is
@@ -316,7 +422,9 @@ class Gallery:
             )
             entries = self._entries
         if excluded:
-            distances, image_ids, keypoints = _drop(distances, image_ids, keypoints, excluded, k + 1)
+            distances, image_ids, keypoints = _drop(
+                distances, image_ids, keypoints, excluded, k + 1
+            )
         if distances.shape[1] < k + 1:
             return []
         votes = lnbnn_votes(distances, image_ids, keypoints, k)
@@ -359,14 +467,14 @@ class Gallery:
             entries = self._entries
             calibration = self._calibration
             index_version = self.index_version
-        best: dict[str, RankedImage] = {}
+        best: dict[str, tuple[RankedImage, _Entry]] = {}
         for item in ranked:
-            individual = entries[item.image_id].individual_id
-            if individual not in best:
-                best[individual] = item
+            entry = entries.get(item.image_id)
+            # A photo deleted since it was ranked is no longer evidence.
+            if entry is not None and entry.individual_id not in best:
+                best[entry.individual_id] = (item, entry)
         candidates = []
-        for individual, item in list(best.items())[:top_k]:
-            entry = entries[item.image_id]
+        for individual, (item, entry) in list(best.items())[:top_k]:
             row = self.store.individual(individual)
             candidates.append(
                 Candidate(
@@ -493,10 +601,7 @@ class Gallery:
         for image_id, entry in self._entries.items():
             by_individual.setdefault(entry.individual_id, []).append(image_id)
         candidates = sorted(
-            image_id
-            for images in by_individual.values()
-            if len(images) >= 2
-            for image_id in images
+            image_id for images in by_individual.values() if len(images) >= 2 for image_id in images
         )
         rng = np.random.default_rng(0)
         if len(candidates) > self.engine.calibration_queries:

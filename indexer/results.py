@@ -6,7 +6,8 @@ from typing import Literal
 
 import msgspec
 
-Decision = Literal["match", "new_individual"]
+Decision = Literal["match", "new_individual", "low_confidence"]
+"""low_confidence: the photo has too few features to be matched at all."""
 
 
 class Evidence(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,7 +11,7 @@ import cv2
 import msgspec
 import numpy as np
 
-__all__ = ["Votes", "lnbnn_votes", "image_scores", "verify"]
+__all__ = ["Votes", "image_scores", "lnbnn_votes", "verify"]
 
 
 class Votes(msgspec.Struct, frozen=True, kw_only=True):

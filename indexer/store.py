@@ -18,7 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -34,6 +34,7 @@ __all__ = [
     "FeatureRow",
     "ImageRow",
     "Individual",
+    "InvalidInput",
     "NewImage",
     "NotFound",
     "Store",
@@ -112,6 +113,10 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     """The operation would clash with existing data (an id already taken, ...)."""
+
+
+class InvalidInput(StoreError):
+    """A value the caller passed is of the wrong type or out of range."""
 
 
 class Individual(msgspec.Struct, frozen=True, kw_only=True):
@@ -428,9 +433,7 @@ class Store:
     def individual(self, individual_id: str) -> Individual | None:
         """The individual with this id, or None."""
         with self._read() as conn:
-            row = conn.execute(
-                f"{_INDIVIDUAL_SELECT} WHERE i.id = ?", (individual_id,)
-            ).fetchone()
+            row = conn.execute(f"{_INDIVIDUAL_SELECT} WHERE i.id = ?", (individual_id,)).fetchone()
         return None if row is None else _individual(row)
 
     def list_individuals(
@@ -447,7 +450,7 @@ class Store:
             The page, possibly empty.
         """
         if limit < 0 or offset < 0:
-            raise StoreError(f"limit and offset must be >= 0, got {limit} and {offset}")
+            raise InvalidInput(f"limit and offset must be >= 0, got {limit} and {offset}")
         where, args = ("", ()) if species is None else (" WHERE i.species = ?", (species,))
         with self._read() as conn:
             rows = conn.execute(
@@ -480,9 +483,7 @@ class Store:
                 " name = COALESCE(excluded.name, name)",
                 (individual_id, species, name, _now()),
             )
-            row = conn.execute(
-                f"{_INDIVIDUAL_SELECT} WHERE i.id = ?", (individual_id,)
-            ).fetchone()
+            row = conn.execute(f"{_INDIVIDUAL_SELECT} WHERE i.id = ?", (individual_id,)).fetchone()
         return _individual(row)
 
     def set_species(self, individual_id: str, species: str | None) -> None:
@@ -742,9 +743,7 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _bump_epoch(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (_EPOCH_KEY,)
-    )
+    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (_EPOCH_KEY,))
 
 
 def _individual_exists(conn: sqlite3.Connection, individual_id: str) -> bool:
@@ -753,7 +752,7 @@ def _individual_exists(conn: sqlite3.Connection, individual_id: str) -> bool:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------- rows
@@ -775,9 +774,7 @@ def _image_row(row: tuple) -> ImageRow:
 
 
 def _individual(row: tuple) -> Individual:
-    return Individual(
-        id=row[0], species=row[1], name=row[2], created_at=row[3], image_count=row[4]
-    )
+    return Individual(id=row[0], species=row[1], name=row[2], created_at=row[3], image_count=row[4])
 
 
 def _feature_row(row: tuple) -> FeatureRow:
@@ -787,7 +784,8 @@ def _feature_row(row: tuple) -> FeatureRow:
         if len(keypoints) != count * 4 * _F32.itemsize or len(data) != count * dim:
             raise StoreError(f"feature row {fid}: blob sizes do not match ({count}, {dim})")
         features = LocalFeatures(
-            keypoints=np.frombuffer(keypoints, dtype=_F32).astype(np.float32, copy=False)
+            keypoints=np.frombuffer(keypoints, dtype=_F32)
+            .astype(np.float32, copy=False)
             .reshape(count, 4),
             descriptors=np.frombuffer(data, dtype=_U8).reshape(count, dim),
         )
@@ -807,27 +805,25 @@ def _feature_row(row: tuple) -> FeatureRow:
 
 def _check_id(field: str, value: object) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise StoreError(f"{field}: expected a non-empty str, got {value!r}")
+        raise InvalidInput(f"{field}: expected a non-empty str, got {value!r}")
 
 
 def _check_optional_text(field: str, value: object) -> None:
     if value is not None and not isinstance(value, str):
-        raise StoreError(f"{field}: expected str or None, got {type(value).__name__}")
+        raise InvalidInput(f"{field}: expected str or None, got {type(value).__name__}")
 
 
 def _check_new_image(image: NewImage) -> None:
     if not isinstance(image, NewImage):
-        raise StoreError(f"image: expected NewImage, got {type(image).__name__}")
+        raise InvalidInput(f"image: expected NewImage, got {type(image).__name__}")
     if not isinstance(image.sha256, str) or not _SHA256_RE.fullmatch(image.sha256):
-        raise StoreError(
-            f"sha256: expected 64 lowercase hex characters, got {image.sha256!r}"
-        )
+        raise InvalidInput(f"sha256: expected 64 lowercase hex characters, got {image.sha256!r}")
     _check_id("source_name", image.source_name)
     _check_id("individual_id", image.individual_id)
     for field in ("width", "height"):
         value = getattr(image, field)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise StoreError(f"{field}: expected a positive int, got {value!r}")
+            raise InvalidInput(f"{field}: expected a positive int, got {value!r}")
     _check_optional_text("taken_at", image.taken_at)
     for field, bound in (("latitude", 90.0), ("longitude", 180.0)):
         value = getattr(image, field)
@@ -838,16 +834,16 @@ def _check_new_image(image: NewImage) -> None:
             or not isinstance(value, int | float)
             or not -bound <= float(value) <= bound
         ):
-            raise StoreError(f"{field}: expected a number in [-{bound}, {bound}], got {value!r}")
+            raise InvalidInput(f"{field}: expected a number in [-{bound}, {bound}], got {value!r}")
 
 
 def _check_array(label: str, arr: object, ndim: int, dtype: type) -> np.ndarray:
     if not isinstance(arr, np.ndarray):
-        raise StoreError(f"{label}: expected np.ndarray, got {type(arr).__name__}")
+        raise InvalidInput(f"{label}: expected np.ndarray, got {type(arr).__name__}")
     if arr.dtype != np.dtype(dtype):
-        raise StoreError(f"{label}: expected dtype {np.dtype(dtype)}, got {arr.dtype}")
+        raise InvalidInput(f"{label}: expected dtype {np.dtype(dtype)}, got {arr.dtype}")
     if arr.ndim != ndim:
-        raise StoreError(f"{label}: expected {ndim}-D array, got shape {arr.shape}")
+        raise InvalidInput(f"{label}: expected {ndim}-D array, got shape {arr.shape}")
     return arr
 
 
@@ -863,26 +859,25 @@ def _encode_features(
     seen: set[tuple[str, str]] = set()
     for i, entry in enumerate(features):
         if not isinstance(entry, tuple) or len(entry) != 3:
-            raise StoreError(f"features[{i}]: expected (extractor, version, features)")
+            raise InvalidInput(f"features[{i}]: expected (extractor, version, features)")
         extractor, version, feats = entry
         _check_id(f"features[{i}] extractor", extractor)
         _check_id(f"features[{i}] version", version)
         if (extractor, version) in seen:
-            raise StoreError(f"features[{i}]: {extractor!r} {version!r} given twice")
+            raise InvalidInput(f"features[{i}]: {extractor!r} {version!r} given twice")
         seen.add((extractor, version))
         label = f"features[{i}] ({extractor} {version})"
         if isinstance(feats, LocalFeatures):
             kp = _check_array(f"{label} keypoints", feats.keypoints, 2, np.float32)
             desc = _check_array(f"{label} descriptors", feats.descriptors, 2, np.uint8)
             if kp.shape[1] != 4:
-                raise StoreError(f"{label} keypoints: expected shape (N, 4), got {kp.shape}")
+                raise InvalidInput(f"{label} keypoints: expected shape (N, 4), got {kp.shape}")
             if desc.shape[0] != kp.shape[0] or desc.shape[1] < 1:
-                raise StoreError(
-                    f"{label} descriptors: expected shape ({kp.shape[0]}, D>=1),"
-                    f" got {desc.shape}"
+                raise InvalidInput(
+                    f"{label} descriptors: expected shape ({kp.shape[0]}, D>=1), got {desc.shape}"
                 )
             if not np.isfinite(kp).all():
-                raise StoreError(f"{label} keypoints: expected finite values, got NaN or inf")
+                raise InvalidInput(f"{label} keypoints: expected finite values, got NaN or inf")
             rows.append(
                 (
                     extractor,
@@ -897,12 +892,12 @@ def _encode_features(
         elif isinstance(feats, GlobalEmbedding):
             vec = _check_array(f"{label} vector", feats.vector, 1, np.float32)
             if vec.shape[0] < 1:
-                raise StoreError(f"{label} vector: expected shape (D>=1,), got {vec.shape}")
+                raise InvalidInput(f"{label} vector: expected shape (D>=1,), got {vec.shape}")
             if not np.isfinite(vec).all():
-                raise StoreError(f"{label} vector: expected finite values, got NaN or inf")
+                raise InvalidInput(f"{label} vector: expected finite values, got NaN or inf")
             norm = float(np.linalg.norm(vec.astype(np.float64)))
             if abs(norm - 1.0) > 1e-3:
-                raise StoreError(f"{label} vector: expected unit L2 norm, got {norm:.6g}")
+                raise InvalidInput(f"{label} vector: expected unit L2 norm, got {norm:.6g}")
             rows.append(
                 (
                     extractor,
@@ -915,8 +910,7 @@ def _encode_features(
                 )
             )
         else:
-            raise StoreError(
-                f"{label}: expected LocalFeatures or GlobalEmbedding,"
-                f" got {type(feats).__name__}"
+            raise InvalidInput(
+                f"{label}: expected LocalFeatures or GlobalEmbedding, got {type(feats).__name__}"
             )
     return rows

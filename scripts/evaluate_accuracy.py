@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 # (label, manifests, extra arguments). The last run carries the latency and memory bar,
@@ -66,9 +66,13 @@ def main() -> int:
         for report in earlier["runs"].values():
             report.setdefault("date", earlier["meta"]["date"])
         results = {**earlier["runs"], **results}
-        results = {label: results[label] for label in [*(r[0] for r in RUNS), TIMED_RUN[0]] if label in results}
+        results = {
+            label: results[label]
+            for label in [*(r[0] for r in RUNS), TIMED_RUN[0]]
+            if label in results
+        }
     meta = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
         "command": "python " + " ".join(sys.argv),
     }
@@ -96,7 +100,7 @@ def _run(data: Path, label: str, sets: list[str], extra: list[str]) -> dict:
             raise SystemExit(f"{label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         report = json.loads(out.read_text())
     report["wall_s"] = round(time.perf_counter() - started, 1)
-    report["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     report["command"] = " ".join(command[:-2] + ["--json", "OUT.json"])
     print(_summary(label, report), flush=True)
     return report

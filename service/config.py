@@ -30,6 +30,7 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "WHALEID_PORT": "port",
     "WHALEID_WORKERS": "workers",
     "WHALEID_MAX_UPLOAD_BYTES": "max_upload_bytes",
+    "WHALEID_API_KEY": "api_key",
 }
 """Environment variable -> the `Settings` field it overrides."""
 
@@ -62,6 +63,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Threads for decoding, feature extraction and search. Each holds a decoded photo
     and its features in memory, so this bounds memory as well as CPU use.
     Env: `WHALEID_WORKERS`."""
+    max_batch_bytes: _Positive = 512 * 2**20
+    """Largest accepted batch request (a ZIP or several photos), in bytes."""
+    max_batch_entries: _Positive = 2000
+    """Most photos in one batch request; a ZIP with more files is refused whole."""
+    max_compression_ratio: Annotated[float, msgspec.Meta(gt=1)] = 200.0
+    """A ZIP entry that inflates more than this many times its compressed size is
+    reported as too large without being inflated further (a "zip bomb")."""
+    api_key: str | None = None
+    """When set, every write (POST, PATCH, DELETE) must carry it in the `X-API-Key`
+    header or as `Authorization: Bearer <key>`; identification counts as a read.
+    Env: `WHALEID_API_KEY`."""
+    protect_reads: bool = False
+    """With an `api_key`, require it for reads and identification too. /health, /ready
+    and /metrics stay open for orchestrators and Prometheus."""
+    rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 1200
+    """Requests per minute allowed from one client address (probes and /metrics are not
+    counted); above it the answer is 429 with a `RateLimit-Reset` header. 0 turns the
+    limit off."""
+    cors_origins: list[str] = []
+    """Web origins allowed to call the API from a browser, e.g.
+    `["https://catalogue.example.org"]`; empty sends no CORS headers."""
     features: KeypointConfig = KeypointConfig()
     """RootSIFT extractor settings (TOML table `[features]`)."""
     engine: EngineConfig = EngineConfig()

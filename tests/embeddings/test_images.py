@@ -390,7 +390,9 @@ def _gps(lat_ref: object, lat: object, lon_ref: object, lon: object) -> dict[int
         pytest.param(_gps("N", (10, 30, 0), None, None), (None, None), id="latitude-only"),
         pytest.param(_gps("X", (10, 30, 0), "E", (20, 15, 0)), (None, None), id="bad-ref"),
         pytest.param(_gps("N", (91, 0, 0), "E", (20, 0, 0)), (None, None), id="latitude-over-90"),
-        pytest.param(_gps("N", (10, 0, 0), "E", (180, 0, 1)), (None, None), id="longitude-over-180"),
+        pytest.param(
+            _gps("N", (10, 0, 0), "E", (180, 0, 1)), (None, None), id="longitude-over-180"
+        ),
         pytest.param(_gps("N", (10, 60, 0), "E", (20, 0, 0)), (None, None), id="minutes-60"),
         pytest.param(
             _gps("N", (Rational(1, 0), 0, 0), "E", (20, 0, 0)), (None, None), id="zero-denominator"
@@ -522,9 +524,13 @@ def _float_tiff() -> bytes:
         pytest.param(_flat("RGBA", (0, 0, 0, 0)), [WHITE] * 2, id="RGBA-transparent"),
         pytest.param(_flat("RGBA", (0, 0, 0, 128)), [(127, 127, 127)] * 2, id="RGBA-half"),
         pytest.param(
-            _flat("RGBA", (9, 99, 199, 255), "WEBP", lossless=True), [(9, 99, 199)] * 2, id="RGBA-webp"
+            _flat("RGBA", (9, 99, 199, 255), "WEBP", lossless=True),
+            [(9, 99, 199)] * 2,
+            id="RGBA-webp",
         ),
-        pytest.param(_palette_with_transparency(), [(200, 100, 50)] + [WHITE] * 3, id="P-transparency"),
+        pytest.param(
+            _palette_with_transparency(), [(200, 100, 50)] + [WHITE] * 3, id="P-transparency"
+        ),
         pytest.param(_palette_opaque(), [(200, 100, 50), (10, 20, 30)], id="P-opaque"),
         pytest.param(_flat("CMYK", (0, 255, 255, 0), "TIFF"), [RED] * 2, id="CMYK-tiff"),
         pytest.param(_gray16_png(), [(0, 0, 0), (1, 1, 1), (128, 128, 128), WHITE], id="I;16-png"),

@@ -89,6 +89,8 @@ def test_glare_gets_no_keypoints() -> None:
 
 def test_version_follows_the_settings() -> None:
     assert RootSiftExtractor().version == RootSiftExtractor(KeypointConfig()).version
-    assert RootSiftExtractor().version != RootSiftExtractor(KeypointConfig(max_features=500)).version
+    assert (
+        RootSiftExtractor().version != RootSiftExtractor(KeypointConfig(max_features=500)).version
+    )
     assert isinstance(EXTRACTOR, Extractor)
     assert EXTRACTOR.kind == "local"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from indexer.evaluate import _rank_scores, evaluate
@@ -17,7 +15,9 @@ INDIVIDUALS = [f"ind-{i}" for i in range(10)]
 def entries(tmp_path_factory: pytest.TempPathFactory) -> list[ManifestEntry]:
     root = tmp_path_factory.mktemp("catalogue")
     paths = write_folder(root, INDIVIDUALS, photos=3)
-    rows = [ManifestEntry(path=p, individual_id=p.parent.name, species="humpback_whale") for p in paths]
+    rows = [
+        ManifestEntry(path=p, individual_id=p.parent.name, species="humpback_whale") for p in paths
+    ]
     # One photo of an individual seen once (never a closed-set query), one unlabelled
     # photo (ignored) and one unreadable file (reported, not fatal).
     lonely = write_folder(root, ["lonely"], photos=1)[0]

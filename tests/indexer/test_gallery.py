@@ -57,12 +57,22 @@ def test_empty_gallery_answers_new_individual(tmp_path: Path, photos) -> None:
     assert answer.calibrated is False
 
 
-def test_featureless_photo_has_no_candidates(built: Path) -> None:
+def test_featureless_photo_is_low_confidence(built: Path) -> None:
     grey = np.full((200, 300, 3), 128, np.uint8)
     with Gallery.open(built) as gallery:
         answer = gallery.identify(load_photo(encode(grey, "PNG")))
     assert answer.candidates == []
-    assert answer.decision == "new_individual"
+    assert answer.decision == "low_confidence"
+
+
+def test_photo_just_above_the_feature_minimum_is_searched(built: Path, photos) -> None:
+    query = photos["ind-04", QUERY_SEED]
+    with Gallery.open(built) as gallery:
+        count = len(gallery.extractor.extract(query).descriptors)
+    with Gallery.open(built, engine=EngineConfig(min_query_features=count)) as gallery:
+        assert gallery.identify(query).decision == "match"
+    with Gallery.open(built, engine=EngineConfig(min_query_features=count + 1)) as gallery:
+        assert gallery.identify(query).decision == "low_confidence"
 
 
 def test_identifies_every_enrolled_individual(built: Path, photos) -> None:
@@ -113,7 +123,9 @@ def test_enrolled_photo_is_found_without_rebuild(tmp_path: Path, photos) -> None
     with Gallery.open(tmp_path) as gallery:
         gallery.enrol(photos["ind-01", 0], "ind-01")
         gallery.enrol(photos["ind-02", 0], "ind-02")
-        assert gallery.identify(photos["ind-02", QUERY_SEED]).candidates[0].individual_id == "ind-02"
+        assert (
+            gallery.identify(photos["ind-02", QUERY_SEED]).candidates[0].individual_id == "ind-02"
+        )
         gallery.enrol(photos["stranger", 0], "new-one")
         answer = gallery.identify(photos["stranger", QUERY_SEED])
     assert answer.candidates[0].individual_id == "new-one"
@@ -210,7 +222,9 @@ def test_approximate_index_past_the_exact_limit(tmp_path: Path, photos) -> None:
         )
     assert hits == len(INDIVIDUALS)
     with Gallery.open(tmp_path, engine=engine) as gallery:
-        assert gallery.identify(photos["ind-04", QUERY_SEED]).candidates[0].individual_id == "ind-04"
+        assert (
+            gallery.identify(photos["ind-04", QUERY_SEED]).candidates[0].individual_id == "ind-04"
+        )
 
 
 def test_leave_one_out_excludes_the_query_photo(built: Path, photos) -> None:

@@ -43,7 +43,9 @@ def test_missing_neighbours_do_not_vote() -> None:
 
 def test_too_few_columns_is_an_error() -> None:
     with pytest.raises(ValueError, match="need 5 neighbours"):
-        lnbnn_votes(np.zeros((3, 4), np.float32), np.zeros((3, 4), np.int64), np.zeros((3, 4), np.int64), 4)
+        lnbnn_votes(
+            np.zeros((3, 4), np.float32), np.zeros((3, 4), np.int64), np.zeros((3, 4), np.int64), 4
+        )
 
 
 def test_verify_counts_points_of_one_similarity_transform() -> None:

@@ -203,9 +203,7 @@ def test_non_contiguous_arrays_round_trip(store: Store) -> None:
 )
 def test_local_round_trip_property(store: Store, n: int, d: int, seed: int) -> None:
     feats = local(n, d=d, seed=seed)
-    image_id, created = store.add_image(
-        new_image(f"prop-{n}-{d}-{seed}"), None, [(*LOCAL, feats)]
-    )
+    image_id, created = store.add_image(new_image(f"prop-{n}-{d}-{seed}"), None, [(*LOCAL, feats)])
     row = store.feature(image_id, *LOCAL)
     assert row is not None
     assert_local_equal(row.features, feats)
@@ -271,7 +269,9 @@ _e0 = np.zeros(8, np.float32)
 _e0[0] = 1.0
 
 INVALID_FEATURES = [
-    pytest.param(GlobalEmbedding(vector=_f32(0)), r"expected shape \(D>=1,\), got \(0,\)", id="empty-vector"),
+    pytest.param(
+        GlobalEmbedding(vector=_f32(0)), r"expected shape \(D>=1,\), got \(0,\)", id="empty-vector"
+    ),
     pytest.param(
         LocalFeatures(keypoints=_f32(0, 4), descriptors=_u8(0, 0)),
         r"expected shape \(0, D>=1\), got \(0, 0\)",
@@ -452,7 +452,12 @@ def test_list_individuals_filters_and_pages(store: Store) -> None:
 
 def test_upsert_individual_updates_only_given_fields(store: Store) -> None:
     created = store.upsert_individual("A", species="orca")
-    assert (created.id, created.species, created.name, created.image_count) == ("A", "orca", None, 0)
+    assert (created.id, created.species, created.name, created.image_count) == (
+        "A",
+        "orca",
+        None,
+        0,
+    )
     renamed = store.upsert_individual("A", name="Tilly")
     assert (renamed.species, renamed.name) == ("orca", "Tilly")
     assert renamed.created_at == created.created_at

@@ -111,40 +111,45 @@ def test_exact_search_is_brute_force_cosine() -> None:
     ("ids", "vectors", "message"),
     [
         pytest.param(
-            np.arange(3), unit(3, 8),
+            np.arange(3),
+            unit(3, 8),
             r"^vectors: expected \(N, 16\) float32 with unit L2 norm, got \(3, 8\) float32$",
             id="wrong-dim",
         ),
+        pytest.param(np.arange(1), unit(1, 16)[0], r"got \(16,\) float32$", id="one-dimensional"),
         pytest.param(
-            np.arange(1), unit(1, 16)[0], r"got \(16,\) float32$", id="one-dimensional"
-        ),
-        pytest.param(
-            np.arange(3), unit(3, 16).astype(np.float64), r"got \(3, 16\) float64$",
+            np.arange(3),
+            unit(3, 16).astype(np.float64),
+            r"got \(3, 16\) float64$",
             id="float64",
         ),
         pytest.param(np.arange(3), unit(3, 16).tolist(), r"got list$", id="not-an-array"),
         pytest.param(
-            np.arange(3), 2 * unit(3, 16),
+            np.arange(3),
+            2 * unit(3, 16),
             r"unit L2 norm, got \(3, 16\) float32 with 3 rows of norm 2 to 2$",
             id="not-normalised",
         ),
         pytest.param(
-            np.arange(3), np.where(np.arange(16) == 4, np.nan, unit(3, 16)).astype(np.float32),
-            r"got \(3, 16\) float32 with non-finite values$", id="nan",
+            np.arange(3),
+            np.where(np.arange(16) == 4, np.nan, unit(3, 16)).astype(np.float32),
+            r"got \(3, 16\) float32 with non-finite values$",
+            id="nan",
         ),
         pytest.param(
-            np.arange(2), unit(3, 16),
+            np.arange(2),
+            unit(3, 16),
             r"^ids: expected \(3,\) int64, non-negative \(one per vector\), got \(2,\) int64$",
             id="ids-length",
         ),
-        pytest.param(
-            np.arange(3.0), unit(3, 16), r"^ids: .* got \(3,\) float64$", id="float-ids"
-        ),
+        pytest.param(np.arange(3.0), unit(3, 16), r"^ids: .* got \(3,\) float64$", id="float-ids"),
         pytest.param(
             np.array([0, -1, 2]), unit(3, 16), r"got negative ids \[-1\]$", id="negative-id"
         ),
         pytest.param(
-            np.array([7, 8, 7]), unit(3, 16), r"^ids: duplicate ids in the batch: \[7\]$",
+            np.array([7, 8, 7]),
+            unit(3, 16),
+            r"^ids: duplicate ids in the batch: \[7\]$",
             id="duplicate-ids",
         ),
     ],

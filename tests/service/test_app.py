@@ -15,8 +15,10 @@ from litestar.testing import TestClient, create_test_client
 
 from embeddings.photo import ImageError
 from indexer.store import Conflict, NotFound, StoreError
-from service.app import WEIGHT_FREE, BadRequest, PayloadTooLarge, create_app, handle_error
+from service.app import create_app
 from service.config import Settings
+from service.errors import BadRequest, PayloadTooLarge, handle_error
+from service.schemas import WEIGHT_FREE
 from tests.synthetic import encode, fluke, sighting
 
 INDIVIDUALS = [f"HW-{i}" for i in range(5)]
@@ -339,7 +341,7 @@ def test_heavy_work_runs_in_a_bounded_pool_off_the_event_loop(
     peak = 0
 
     with TestClient(app) as client:
-        gallery = app.state.gallery
+        gallery = app.state.runtime.gallery
         real_identify = gallery.identify
 
         def blocking_identify(photo, *, top_k=None):  # type: ignore[no-untyped-def]

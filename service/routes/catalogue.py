@@ -1,0 +1,277 @@
+"""The catalogue: individuals and their photos, enrolment, and review of answers.
+
+Every change is committed to the database and mirrored into the search index before
+the answer is sent: no rebuild is needed for it to be searchable.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from http import HTTPStatus
+from typing import Annotated
+
+from litestar import Response, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, FromQuery, JSONBody, Parameter
+
+from embeddings.images import load_photo
+from indexer.results import EnrolResult
+from indexer.store import ImageRow, Individual, NotFound
+from service.errors import BadRequest, PayloadTooLarge
+from service.runtime import Runtime, file_name
+from service.schemas import (
+    DeleteResult,
+    EnrolForm,
+    ImagesForm,
+    IndividualDetail,
+    IndividualPage,
+    IndividualPatch,
+    MergeRequest,
+    MergeResult,
+    NewIndividual,
+    ReviewForm,
+    ReviewResult,
+)
+
+__all__ = [
+    "add_images",
+    "create_individual",
+    "delete_image",
+    "delete_individual",
+    "enrol",
+    "get_image",
+    "get_individual",
+    "list_individuals",
+    "merge_individual",
+    "review",
+    "update_individual",
+]
+
+MAX_PAGE = 500
+MAX_PHOTOS_PER_REQUEST = 100
+
+
+@post("/v1/enrol")
+async def enrol(
+    data: Annotated[EnrolForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    runtime: NamedDependency[Runtime],
+) -> Response[EnrolResult]:
+    """Add a labelled photo to the gallery: 201 when stored, 200 when already there."""
+    individual_id = _required("individual_id", data.individual_id)
+    content = await runtime.read_photo(data.file)
+    result = await runtime.run(
+        partial(
+            _enrol, runtime, content, individual_id, _optional(data.species), file_name(data.file)
+        )
+    )
+    status = HTTPStatus.CREATED if result.created else HTTPStatus.OK
+    return Response(result, status_code=int(status))
+
+
+@get("/v1/individuals")
+async def list_individuals(
+    runtime: NamedDependency[Runtime],
+    species: FromQuery[str | None] = None,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+) -> IndividualPage:
+    """A page of individuals ordered by id, optionally of one species."""
+    # One more than asked tells whether another page follows.
+    rows = await runtime.run(
+        partial(runtime.gallery.store.list_individuals, species, limit + 1, offset)
+    )
+    more = len(rows) > limit
+    return IndividualPage(
+        items=rows[:limit], limit=limit, offset=offset, next_offset=offset + limit if more else None
+    )
+
+
+@post("/v1/individuals")
+async def create_individual(
+    data: JSONBody[NewIndividual], runtime: NamedDependency[Runtime]
+) -> Individual:
+    """Add an individual with no photos yet; 409 if the id is taken."""
+    individual_id = _required("id", data.id)
+    return await runtime.run(
+        partial(
+            runtime.gallery.create_individual,
+            individual_id,
+            species=_optional(data.species),
+            name=_optional(data.name),
+        )
+    )
+
+
+@get("/v1/individuals/{individual_id:str}")
+async def get_individual(
+    individual_id: FromPath[str], runtime: NamedDependency[Runtime]
+) -> IndividualDetail:
+    """An individual with its photos (sightings: EXIF date and GPS when known)."""
+    return await runtime.run(partial(_detail, runtime, individual_id))
+
+
+@patch("/v1/individuals/{individual_id:str}")
+async def update_individual(
+    individual_id: FromPath[str], data: JSONBody[IndividualPatch], runtime: NamedDependency[Runtime]
+) -> Individual:
+    """Rename (`id`), set the species or the name; omitted fields stay as they are."""
+    return await runtime.run(partial(_update, runtime, individual_id, data))
+
+
+@post("/v1/individuals/{individual_id:str}/merge", status_code=HTTPStatus.OK)
+async def merge_individual(
+    individual_id: FromPath[str], data: JSONBody[MergeRequest], runtime: NamedDependency[Runtime]
+) -> MergeResult:
+    """Move every photo of `source` into this individual and delete `source`."""
+    return await runtime.run(partial(_merge, runtime, data.source, individual_id))
+
+
+@delete("/v1/individuals/{individual_id:str}", status_code=HTTPStatus.OK)
+async def delete_individual(
+    individual_id: FromPath[str], runtime: NamedDependency[Runtime]
+) -> DeleteResult:
+    """Delete an individual with all its photos."""
+    deleted = await runtime.run(partial(runtime.gallery.delete_individual, individual_id))
+    return DeleteResult(deleted_images=deleted)
+
+
+@post("/v1/individuals/{individual_id:str}/images")
+async def add_images(
+    individual_id: FromPath[str],
+    data: Annotated[ImagesForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    runtime: NamedDependency[Runtime],
+) -> list[EnrolResult]:
+    """Enrol photos (field `files`, repeated) of an existing individual."""
+    if not data.files:
+        raise BadRequest("files: send at least one photo")
+    if len(data.files) > MAX_PHOTOS_PER_REQUEST:
+        raise PayloadTooLarge(f"at most {MAX_PHOTOS_PER_REQUEST} photos per request")
+    if await runtime.run(partial(runtime.gallery.store.individual, individual_id)) is None:
+        raise NotFound(f"individual {individual_id!r} not found")
+    # Every photo is decoded before any is stored, so one bad photo stores none.
+    photos = []
+    for upload in data.files:
+        content = await runtime.read_photo(upload)
+        photos.append((file_name(upload), content))
+    decoded = await runtime.run(
+        lambda: [
+            (name, load_photo(content, max_pixels=runtime.settings.max_image_pixels))
+            for name, content in photos
+        ]
+    )
+    return [
+        await runtime.run(partial(runtime.gallery.enrol, photo, individual_id, source_name=name))
+        for name, photo in decoded
+    ]
+
+
+@get("/v1/images/{image_id:int}")
+async def get_image(image_id: FromPath[int], runtime: NamedDependency[Runtime]) -> ImageRow:
+    """One stored photo's record (the pixels are not stored)."""
+    row = await runtime.run(partial(runtime.gallery.store.image, image_id))
+    if row is None:
+        raise NotFound(f"image {image_id} not found")
+    return row
+
+
+@delete("/v1/images/{image_id:int}", status_code=HTTPStatus.NO_CONTENT)
+async def delete_image(image_id: FromPath[int], runtime: NamedDependency[Runtime]) -> None:
+    """Delete one photo; its individual stays."""
+    if not await runtime.run(partial(runtime.gallery.delete_image, image_id)):
+        raise NotFound(f"image {image_id} not found")
+
+
+@post("/v1/review", status_code=HTTPStatus.OK)
+async def review(
+    data: Annotated[ReviewForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    runtime: NamedDependency[Runtime],
+) -> ReviewResult:
+    """Record a person's verdict on a query photo and enrol it accordingly.
+
+    confirm: the photo joins `individual_id`, which must exist (404 otherwise).
+    no_match: the photo starts a new individual, named `individual_id` (409 if taken)
+    or given a made-up id.
+    """
+    content = await runtime.read_photo(data.file)
+    return await runtime.run(partial(_review, runtime, data, content, file_name(data.file)))
+
+
+# ---------------------------------------------------------------------- work (in the pool)
+
+
+def _enrol(
+    runtime: Runtime, content: bytes, individual_id: str, species: str | None, name: str
+) -> EnrolResult:
+    photo = load_photo(content, max_pixels=runtime.settings.max_image_pixels)
+    return runtime.gallery.enrol(photo, individual_id, species=species, source_name=name)
+
+
+def _detail(runtime: Runtime, individual_id: str) -> IndividualDetail:
+    store = runtime.gallery.store
+    individual = store.individual(individual_id)
+    if individual is None:
+        raise NotFound(f"individual {individual_id!r} not found")
+    return IndividualDetail(individual=individual, images=store.images_of(individual_id))
+
+
+def _update(runtime: Runtime, individual_id: str, data: IndividualPatch) -> Individual:
+    gallery = runtime.gallery
+    current = individual_id
+    if data.species is not None or data.name is not None:
+        gallery.update_individual(
+            current, species=_optional(data.species), name=_optional(data.name)
+        )
+    if data.id is not None:
+        new_id = _required("id", data.id)
+        gallery.rename_individual(current, new_id)
+        current = new_id
+    row = gallery.store.individual(current)
+    if row is None:
+        raise NotFound(f"individual {individual_id!r} not found")
+    return row
+
+
+def _merge(runtime: Runtime, source: str, target: str) -> MergeResult:
+    moved = runtime.gallery.merge_individuals(_required("source", source), target)
+    row = runtime.gallery.store.individual(target)
+    if row is None:
+        raise NotFound(f"individual {target!r} not found")
+    return MergeResult(individual=row, moved_images=moved)
+
+
+def _review(runtime: Runtime, data: ReviewForm, content: bytes, name: str) -> ReviewResult:
+    gallery = runtime.gallery
+    photo = load_photo(content, max_pixels=runtime.settings.max_image_pixels)
+    species = _optional(data.species)
+    requested = _optional(data.individual_id)
+    if data.verdict == "confirm":
+        if requested is None:
+            raise BadRequest("individual_id: required to confirm a match")
+        if gallery.store.individual(requested) is None:
+            raise NotFound(f"individual {requested!r} not found")
+        individual_id, created_individual = requested, False
+    else:
+        individual_id = requested or f"new-{time.strftime('%Y%m%d')}-{photo.sha256[:8]}"
+        gallery.create_individual(individual_id, species=species)
+        created_individual = True
+    result = gallery.enrol(photo, individual_id, species=species, source_name=name)
+    return ReviewResult(
+        verdict=data.verdict,
+        individual_id=result.individual_id,
+        image_id=result.image_id,
+        created_individual=created_individual,
+        created_image=result.created,
+    )
+
+
+def _required(field: str, value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise BadRequest(f"{field}: must not be empty")
+    return value
+
+
+def _optional(value: str | None) -> str | None:
+    return (value or "").strip() or None

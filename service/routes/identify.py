@@ -1,0 +1,204 @@
+"""Identification endpoints: one photo, a batch streamed as NDJSON, and the earlier
+service's /v1/predict-* schema for its existing clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from http import HTTPStatus
+from typing import Annotated
+
+import msgspec
+from litestar import post
+from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, Parameter
+from litestar.response import Stream
+
+from service.archive import ArchiveEntry, ArchiveError, ArchiveLimits, read_archive
+from service.errors import BadRequest, ErrorBody, PayloadTooLarge, error_status
+from service.runtime import Runtime, file_name
+from service.schemas import BatchForm, Detection, IdentifyForm, IdentifyResponse, RejectionReason
+
+__all__ = ["identify", "identify_batch", "predict_batch", "predict_single"]
+
+MAX_TOP_K = 50
+NDJSON = "application/x-ndjson"
+# Room for multipart boundaries and part headers on top of the uploads themselves; the
+# uploads' own sizes are checked exactly in the handlers.
+MULTIPART_OVERHEAD = 64 * 1024
+
+# What an archive entry's problem means for the photo in it.
+_ENTRY_REASONS: dict[str, tuple[RejectionReason, str]] = {
+    "too_large": ("too_large", "the entry inflates beyond the size limits"),
+    "nested_archive": ("unsupported_format", "archives inside the archive are not opened"),
+    "encrypted": ("unsupported_format", "the entry is encrypted"),
+    "corrupted_image": ("corrupted_image", "the entry's data is damaged"),
+}
+
+TopK = Annotated[int | None, Parameter(ge=1, le=MAX_TOP_K, description="candidates to return")]
+
+
+@post("/v1/identify", status_code=HTTPStatus.OK, opt={"read": True})
+async def identify(
+    data: Annotated[IdentifyForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    runtime: NamedDependency[Runtime],
+    top_k: TopK = None,
+) -> IdentifyResponse:
+    """Identify the individual in one photo (multipart field `file`)."""
+    content = await runtime.read_photo(data.file)
+    return await runtime.identify(file_name(data.file), content, top_k)
+
+
+@post(
+    "/v1/identify/batch",
+    status_code=HTTPStatus.OK,
+    opt={"read": True},
+)
+async def identify_batch(
+    data: Annotated[BatchForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    runtime: NamedDependency[Runtime],
+    top_k: TopK = None,
+) -> Stream:
+    """Identify every photo of a ZIP (field `archive`) and/or of several `files`.
+
+    The answer streams as NDJSON: one `IdentifyResponse` per line, in input order, each
+    entry answered (unusable ones "rejected" with a reason, never dropped). Should the
+    archive turn out to exceed the size limits part-way, a last line carries an error
+    body (`status_code`, `error`, `detail`) instead.
+    """
+    photos = await _batch_inputs(data, runtime)
+    return Stream(_ndjson(photos, runtime, top_k), media_type=NDJSON)
+
+
+@post("/v1/predict-single", status_code=HTTPStatus.OK, opt={"read": True})
+async def predict_single(
+    data: Annotated[IdentifyForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    runtime: NamedDependency[Runtime],
+) -> Detection:
+    """One photo (field `file`), answered in the earlier service's schema."""
+    content = await runtime.read_photo(data.file)
+    return _detection(await runtime.identify(file_name(data.file), content, 1))
+
+
+@post(
+    "/v1/predict-batch",
+    status_code=HTTPStatus.OK,
+    opt={"read": True},
+)
+async def predict_batch(
+    data: Annotated[IdentifyForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+    runtime: NamedDependency[Runtime],
+) -> list[Detection]:
+    """A ZIP of photos (field `file`), answered as a JSON list in the earlier service's
+    schema."""
+    photos = await _batch_inputs(BatchForm(archive=data.file), runtime)
+    results = []
+    async for line in _answers(photos, runtime, 1):
+        if isinstance(line, ErrorBody):
+            raise PayloadTooLarge(line.detail)
+        results.append(_detection(line))
+    return results
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+class _Photos:
+    """The photos of one batch request, pulled one at a time in the worker pool (an
+    archive is inflated entry by entry, never all at once)."""
+
+    def __init__(self, first: ArchiveEntry | None, rest: Iterator[ArchiveEntry]) -> None:
+        self.first = first
+        self.rest = rest
+
+
+async def _batch_inputs(data: BatchForm, runtime: Runtime) -> _Photos:
+    settings = runtime.settings
+    if data.archive is None and not data.files:
+        raise BadRequest("send a ZIP in the field `archive` or photos in the field `files`")
+    if len(data.files) > settings.max_batch_entries:
+        raise PayloadTooLarge(
+            f"{len(data.files)} files; at most {settings.max_batch_entries} per batch"
+        )
+    entries: list[ArchiveEntry] = []
+    budget = settings.max_batch_bytes
+    for upload in data.files:
+        content = await _read_limited(upload, budget)
+        budget -= len(content)
+        entries.append(
+            ArchiveEntry(name=file_name(upload), path=file_name(upload), content=content)
+        )
+    archived: Iterator[ArchiveEntry] = iter(())
+    if data.archive is not None:
+        content = await _read_limited(data.archive, budget)
+        limits = ArchiveLimits(
+            max_entries=settings.max_batch_entries - len(entries),
+            max_total_bytes=budget - len(content) if entries else settings.max_batch_bytes,
+            max_entry_bytes=settings.max_upload_bytes,
+            max_ratio=settings.max_compression_ratio,
+        )
+        archived = read_archive(content, limits)
+    rest = _chain(entries, archived)
+    # The first entry is read before the answer starts, so that an archive refused as a
+    # whole (not a ZIP, too many entries) gets a 4xx status rather than a stream.
+    first = await runtime.run(lambda: next(rest, None))
+    return _Photos(first, rest)
+
+
+def _chain(entries: list[ArchiveEntry], archived: Iterator[ArchiveEntry]) -> Iterator[ArchiveEntry]:
+    yield from entries
+    yield from archived
+
+
+async def _read_limited(upload: UploadFile, limit: int) -> bytes:
+    content = await upload.read(limit + 1)
+    if len(content) > limit:
+        raise PayloadTooLarge("the batch is larger than the configured max_batch_bytes")
+    return content
+
+
+async def _answers(
+    photos: _Photos, runtime: Runtime, top_k: int | None
+) -> AsyncIterator[IdentifyResponse | ErrorBody]:
+    entry = photos.first
+    while entry is not None:
+        yield await runtime.run(lambda e=entry: _answer(e, runtime, top_k))
+        try:
+            entry = await runtime.run(lambda: next(photos.rest, None))
+        except ArchiveError as exc:
+            status, code, detail = error_status(exc)
+            yield ErrorBody(status_code=status, error=code, detail=detail)
+            return
+
+
+def _answer(entry: ArchiveEntry, runtime: Runtime, top_k: int | None) -> IdentifyResponse:
+    if entry.content is None:
+        reason, default = _ENTRY_REASONS.get(entry.reason or "", ("corrupted_image", "unreadable"))
+        return runtime.rejected(entry.path, reason, entry.detail or default)
+    return runtime.identify_now(entry.path, entry.content, top_k)
+
+
+async def _ndjson(photos: _Photos, runtime: Runtime, top_k: int | None) -> AsyncIterator[bytes]:
+    encoder = msgspec.json.Encoder()
+    async for line in _answers(photos, runtime, top_k):
+        yield encoder.encode(line) + b"\n"
+
+
+def _detection(answer: IdentifyResponse) -> Detection:
+    best = answer.candidates[0] if answer.candidates else None
+    matched = answer.decision == "match" and best is not None
+    return Detection(
+        image_ind=answer.image,
+        bbox=answer.bbox or [0, 0, 0, 0],
+        class_animal=best.individual_id if matched and best else "",
+        id_animal=(best.species or "unknown") if matched and best else "unknown",
+        probability=best.probability if best else 0.0,
+        # No gate model: nothing was checked, and -1 is a score no gate produces.
+        is_cetacean=answer.rejection_reason != "not_a_marine_mammal",
+        cetacean_score=answer.gate.score if answer.gate.score is not None else -1.0,
+        rejected=answer.decision == "rejected",
+        rejection_reason=answer.rejection_reason,
+        model_version=f"{answer.extractor.name}-{answer.extractor.version}"
+        + ("" if answer.gate.applied else "; gate=none"),
+    )

@@ -1,0 +1,91 @@
+"""Probes, metrics and the sightings export."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import anyio.to_thread
+from litestar import Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromQuery
+from litestar.response import Stream
+
+from indexer.export import darwin_core_csv, iter_sightings, sightings_csv
+from service.metrics import CONTENT_TYPE
+from service.runtime import Runtime
+from service.schemas import HealthResponse, ReadyResponse
+
+__all__ = ["export", "health", "metrics", "ready"]
+
+# Rows are handed from the worker thread to the event loop in chunks, not one by one.
+_EXPORT_CHUNK_ROWS = 500
+
+
+@get("/health", sync_to_thread=False, opt={"public": True})
+def health() -> HealthResponse:
+    """Liveness: the process answers."""
+    return HealthResponse()
+
+
+@get("/ready", opt={"public": True})
+async def ready(runtime: NamedDependency[Runtime]) -> ReadyResponse:
+    """Readiness: the database and index are open; what they hold and how photos are
+    identified."""
+    # anyio's default pool, not the workers' limiter: a probe must not queue behind a
+    # burst of identifications, or the orchestrator would restart a busy, healthy pod.
+    stats = await anyio.to_thread.run_sync(runtime.gallery.stats)
+    return ReadyResponse(
+        database=str(Path(runtime.gallery.store.path).absolute()),
+        counts=stats,
+        extractor=runtime.extractor,
+    )
+
+
+@get("/metrics", opt={"public": True})
+async def metrics(runtime: NamedDependency[Runtime]) -> Response[str]:
+    """Prometheus metrics: requests and latency by route, rejections by reason, gallery
+    size."""
+    stats = await anyio.to_thread.run_sync(runtime.gallery.stats)
+    text = runtime.metrics.render(
+        {
+            "whaleid_gallery_individuals": (
+                "Individuals with searchable photos",
+                stats.individuals,
+            ),
+            "whaleid_gallery_images": ("Searchable photos", stats.images),
+            "whaleid_gallery_descriptors": ("Local descriptors in the index", stats.descriptors),
+        }
+    )
+    return Response(text, media_type=CONTENT_TYPE)
+
+
+@get("/v1/export")
+async def export(
+    runtime: NamedDependency[Runtime],
+    format: FromQuery[Literal["csv", "dwc"]] = "csv",
+    species: FromQuery[str | None] = None,
+) -> Stream:
+    """Every sighting (stored photo) as CSV, or as a Darwin Core occurrence table
+    (`format=dwc`) for GBIF/OBIS; optionally of one species. Streamed, so a large
+    catalogue never sits whole in memory."""
+    writer = darwin_core_csv if format == "dwc" else sightings_csv
+    rows = writer(iter_sightings(runtime.gallery.store, species))
+    filename = "occurrences.csv" if format == "dwc" else "sightings.csv"
+    return Stream(
+        _in_chunks(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+async def _in_chunks(rows: Iterator[str]) -> AsyncIterator[str]:
+    # Reading the database happens in a worker thread, chunk by chunk.
+    while chunk := await anyio.to_thread.run_sync(partial(_take, rows, _EXPORT_CHUNK_ROWS)):
+        yield chunk
+
+
+def _take(rows: Iterator[str], count: int) -> str:
+    return "".join(row for row, _ in zip(rows, range(count)))

@@ -1,0 +1,128 @@
+"""What the app's lifespan opens and every handler shares: the gallery, the bounded
+worker pool that CPU-bound work runs in, and the metrics.
+
+One `Runtime` per app, created in the lifespan and injected into handlers; nothing here
+is module-level state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import PurePosixPath
+from typing import TypeVar
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+from litestar.datastructures import UploadFile
+
+from embeddings.images import load_photo
+from embeddings.photo import ImageError
+from indexer.gallery import Gallery
+from service.config import Settings
+from service.errors import PayloadTooLarge
+from service.metrics import Metrics
+from service.schemas import ExtractorInfo, IdentifyResponse, RejectionReason
+
+__all__ = ["Runtime", "file_name"]
+
+_T = TypeVar("_T")
+
+
+class Runtime:
+    """The service's open resources.
+
+    Args:
+        settings: the configuration.
+        gallery: the open gallery; the runtime does not own it (the lifespan closes it).
+        metrics: where requests and rejections are counted.
+    """
+
+    def __init__(self, settings: Settings, gallery: Gallery, metrics: Metrics) -> None:
+        self.settings = settings
+        self.gallery = gallery
+        self.metrics = metrics
+        self.extractor = ExtractorInfo(
+            name=gallery.extractor.name, version=gallery.extractor.version
+        )
+        # Must be created inside the event loop the requests run on (the lifespan's).
+        self.limiter = CapacityLimiter(settings.workers)
+
+    async def run(self, func: Callable[[], _T]) -> _T:
+        """Run CPU-bound work in a worker thread, at most `Settings.workers` at once, so
+        the event loop keeps answering probes while photos are processed."""
+        return await anyio.to_thread.run_sync(func, limiter=self.limiter)
+
+    async def identify(self, name: str, content: bytes, top_k: int | None) -> IdentifyResponse:
+        """Decode and identify one photo in the worker pool."""
+        return await self.run(partial(self.identify_now, name, content, top_k))
+
+    def identify_now(self, name: str, content: bytes, top_k: int | None) -> IdentifyResponse:
+        """Decode and identify one photo in the calling thread.
+
+        Unusable photos are answered "rejected" with a reason, never raised.
+        """
+        started = time.perf_counter()
+        try:
+            photo = load_photo(content, max_pixels=self.settings.max_image_pixels)
+        except ImageError as exc:
+            return self.rejected(name, exc.reason, exc.message, started)
+        decoded = time.perf_counter()
+        answer = self.gallery.identify(photo, top_k=top_k)
+        timings = {"decode": (decoded - started) * 1000, **answer.timings_ms}
+        timings["total"] = (time.perf_counter() - started) * 1000
+        bbox = [0, 0, photo.width, photo.height]
+        if answer.decision == "low_confidence":
+            self.metrics.count_rejection("low_confidence")
+            return IdentifyResponse(
+                image=name,
+                decision="rejected",
+                rejection_reason="low_confidence",
+                detail="too little texture to match: the photo is blank, blurred or too small",
+                timings_ms=timings,
+                extractor=self.extractor,
+                index_version=answer.index_version,
+                calibrated=answer.calibrated,
+                bbox=bbox,
+            )
+        return IdentifyResponse(
+            image=name,
+            decision=answer.decision,
+            candidates=answer.candidates,
+            timings_ms=timings,
+            extractor=self.extractor,
+            index_version=answer.index_version,
+            calibrated=answer.calibrated,
+            bbox=bbox,
+        )
+
+    def rejected(
+        self, name: str, reason: RejectionReason, detail: str, started: float | None = None
+    ) -> IdentifyResponse:
+        """The answer for a photo that could not be used, counted in the metrics."""
+        self.metrics.count_rejection(reason)
+        timings = {} if started is None else {"decode": (time.perf_counter() - started) * 1000}
+        return IdentifyResponse(
+            image=name,
+            decision="rejected",
+            rejection_reason=reason,
+            detail=detail,
+            timings_ms=timings,
+            extractor=self.extractor,
+        )
+
+    async def read_photo(self, upload: UploadFile) -> bytes:
+        """An uploaded photo's bytes, refused above `Settings.max_upload_bytes`."""
+        limit = self.settings.max_upload_bytes
+        # Litestar already refused bodies far above the limit; this is the exact check.
+        content = await upload.read(limit + 1)
+        if len(content) > limit:
+            raise PayloadTooLarge(f"the photo is larger than the limit of {limit} bytes")
+        return content
+
+
+def file_name(upload: UploadFile) -> str:
+    """The upload's base name; some clients send a full (even Windows) path."""
+    name = PurePosixPath((upload.filename or "").replace("\\", "/")).name
+    return name or "upload"
