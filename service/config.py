@@ -81,6 +81,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Requests per minute allowed from one client address (probes and /metrics are not
     counted); above it the answer is 429 with a `RateLimit-Reset` header. 0 turns the
     limit off."""
+    access_log: bool = True
+    """Log one line per HTTP request (uvicorn's access log)."""
     cors_origins: list[str] = []
     """Web origins allowed to call the API from a browser, e.g.
     `["https://catalogue.example.org"]`; empty sends no CORS headers."""

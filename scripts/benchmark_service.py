@@ -1,0 +1,272 @@
+"""Latency and throughput of the live HTTP service, driven by concurrent clients.
+
+    python scripts/benchmark_service.py [--json reports/service.json] [--clients 16]
+        [--gallery-size 2000] [--requests 400] [--data ../shared/data] [--gallery DIR]
+
+1. Framework overhead: a server on an empty gallery answers `POST /v1/identify` of a
+   tiny featureless photo, one request at a time; its p50 is what the HTTP stack, upload
+   parsing and decoding cost on their own.
+2. Load: a server on a gallery of `--gallery-size` photos (the humpback-flukes and
+   rightwhale photos of `--data`; synthetic photos when that folder is absent, said so
+   in the report) receives `--requests` identifications of other photos from
+   `--clients` concurrent clients. Reported: p50/p95/p99 latency as the clients see it,
+   requests per second and the error count (any non-200 answer or failed connection).
+
+Writes the JSON given with `--json` and `reports/service.md`. Enrolling the gallery runs
+`whaleid enrol` first (several minutes for 2,000 photos); `--gallery DIR` reuses a data
+folder enrolled by an earlier run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from reporting import report_meta
+
+SETS = ("humpback-flukes", "rightwhale")
+OVERHEAD_REQUESTS = 200
+OVERHEAD_BAR_MS = 10.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, default=Path("reports/service.json"))
+    parser.add_argument("--markdown", type=Path, default=Path("reports/service.md"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--gallery", type=Path, help="reuse this enrolled data folder")
+    parser.add_argument("--gallery-size", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=400)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="whaleid-bench-") as tmp:
+        root = Path(tmp)
+        overhead = _overhead(root / "empty")
+        photos = _photos(args.data, args.gallery_size, root)
+        load = None
+        if photos is None:
+            print(f"load run skipped: fewer than {args.gallery_size} photos under {args.data}")
+        else:
+            manifest, queries = photos
+            gallery = args.gallery or root / "gallery"
+            if args.gallery is None:
+                print(f"enrolling {args.gallery_size} photos ...", flush=True)
+                _enrol(manifest, gallery)
+            load = _load(gallery, queries, args.clients, args.requests)
+
+    result = {
+        "meta": {**report_meta(), "data": str(args.data)},
+        "overhead": overhead,
+        "load": load,
+        "overhead_bar_met": overhead["p50_ms"] <= OVERHEAD_BAR_MS,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    args.markdown.write_text(_markdown(result))
+    print(args.markdown.read_text())
+    return 0 if load is None or load["errors"] == 0 else 1
+
+
+# ---------------------------------------------------------------------- runs
+
+
+def _overhead(data: Path) -> dict:
+    tiny = _png(np.full((32, 32, 3), 128, np.uint8))
+    with _server(data) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(20):  # warm-up: first requests compile and allocate
+            client.post("/v1/identify", files={"file": ("tiny.png", tiny)})
+        times = []
+        for _ in range(OVERHEAD_REQUESTS):
+            started = time.perf_counter()
+            response = client.post("/v1/identify", files={"file": ("tiny.png", tiny)})
+            times.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+    return {"requests": OVERHEAD_REQUESTS, **_percentiles(times)}
+
+
+def _load(gallery: Path, queries: list[bytes], clients: int, requests: int) -> dict:
+    with _server(gallery) as url:
+        ready = httpx.get(f"{url}/ready", timeout=30).json()
+
+        def one(i: int) -> tuple[float, bool]:
+            started = time.perf_counter()
+            try:
+                response = pool_clients[i % clients].post(
+                    "/v1/identify", files={"file": (f"q{i}.jpg", queries[i % len(queries)])}
+                )
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            return (time.perf_counter() - started) * 1000, ok
+
+        pool_clients = [httpx.Client(base_url=url, timeout=300) for _ in range(clients)]
+        try:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=clients) as pool:
+                outcomes = list(pool.map(one, range(requests)))
+            elapsed = time.perf_counter() - started
+        finally:
+            for client in pool_clients:
+                client.close()
+    times = [t for t, _ in outcomes]
+    return {
+        "clients": clients,
+        "requests": requests,
+        "gallery": ready["counts"],
+        "errors": sum(not ok for _, ok in outcomes),
+        "requests_per_s": requests / elapsed,
+        **_percentiles(times),
+    }
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _photos(data: Path, size: int, root: Path) -> tuple[Path, list[bytes]] | None:
+    """A manifest of `size` gallery photos and the other photos to query with; None when
+    the data folder lacks enough photos (it is not distributed with the code)."""
+    rows: list[tuple[Path, str, str]] = []
+    for name in SETS:
+        manifest = data / name / "manifest.csv"
+        if manifest.is_file():
+            with manifest.open(newline="") as f:
+                rows += [
+                    (manifest.parent / r["path"], r["individual_id"], r["species"])
+                    for r in csv.DictReader(f)
+                    if r["individual_id"]
+                ]
+    if len(rows) <= size:
+        return None
+    order = np.random.default_rng(0).permutation(len(rows))
+    queries = [rows[i][0].read_bytes() for i in order[size:]]
+    manifest = root / "gallery.csv"
+    with manifest.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "individual_id", "species"])
+        writer.writerows((str(rows[i][0].resolve()), rows[i][1], rows[i][2]) for i in order[:size])
+    return manifest, queries
+
+
+def _enrol(manifest: Path, data: Path) -> None:
+    whaleid = str(Path(sys.executable).parent / "whaleid")
+    subprocess.run([whaleid, "enrol", str(manifest), "--data", str(data)], env=_env(), check=True)
+
+
+def _env() -> dict[str, str]:
+    config = Path(tempfile.mkdtemp(prefix="whaleid-bench-config-")) / "bench.toml"
+    # The benchmark's 16 clients share one address: the per-client limit would throttle
+    # the very load being measured. Access logs would measure the terminal.
+    config.write_text("rate_limit_per_minute = 0\naccess_log = false\n")
+    return {**os.environ, "WHALEID_CONFIG": str(config)}
+
+
+@contextmanager
+def _server(data: Path):
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "whaleid"),
+            "serve",
+            "--data",
+            str(data),
+            "--port",
+            str(port),
+        ],
+        env=_env(),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited with code {process.returncode}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start within 10 minutes")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=120)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _percentiles(times: list[float]) -> dict[str, float]:
+    p50, p95, p99 = np.percentile(times, [50, 95, 99])
+    return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)}
+
+
+def _markdown(result: dict) -> str:
+    meta, load, overhead = result["meta"], result["load"], result["overhead"]
+    bar = "met" if result["overhead_bar_met"] else "NOT met"
+    lines = [
+        "# HTTP service benchmark (weight-free path)",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- date: {meta['date']}",
+        f"- machine: {meta['machine']}",
+        "- latency is what the clients measured, queueing included; server on its defaults"
+        " except rate limit and access log off",
+    ]
+    if load is not None:
+        lines.append(
+            f"- gallery: {', '.join(SETS)} photos from {meta['data']}:"
+            f" {load['gallery']['images']} photos, {load['gallery']['individuals']} individuals,"
+            f" {load['gallery']['descriptors']} descriptors; queries are the sets' other photos"
+        )
+    lines += [
+        "",
+        "| run | requests | clients | p50 ms | p95 ms | p99 ms | requests/s | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    if load is not None:
+        lines.append(
+            f"| identify, loaded gallery | {load['requests']} | {load['clients']}"
+            f" | {load['p50_ms']:.0f} | {load['p95_ms']:.0f} | {load['p99_ms']:.0f}"
+            f" | {load['requests_per_s']:.2f} | {load['errors']} |"
+        )
+    lines += [
+        f"| framework overhead (tiny photo, empty gallery) | {overhead['requests']} | 1"
+        f" | {overhead['p50_ms']:.1f} | {overhead['p95_ms']:.1f} | {overhead['p99_ms']:.1f}"
+        " | | |",
+        "",
+        f"Framework overhead p50 <= {OVERHEAD_BAR_MS:.0f} ms: {bar}.",
+    ]
+    if load is None:
+        lines.append(f"The load run was skipped: no data folder at {meta['data']}.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
