@@ -126,9 +126,11 @@ async def _batch_inputs(data: BatchForm, runtime: Runtime) -> _Photos:
     for upload in data.files:
         content = await _read_limited(upload, budget)
         budget -= len(content)
-        entries.append(
-            ArchiveEntry(name=file_name(upload), path=file_name(upload), content=content)
-        )
+        name = file_name(upload)
+        if len(content) > settings.max_upload_bytes:
+            entries.append(ArchiveEntry(name=name, path=name, content=None, reason="too_large"))
+        else:
+            entries.append(ArchiveEntry(name=name, path=name, content=content))
     archived: Iterator[ArchiveEntry] = iter(())
     if data.archive is not None:
         content = await _read_limited(data.archive, budget)

@@ -88,6 +88,13 @@ def test_several_files_batch(client: TestClient) -> None:
     assert results[1]["decision"] == "rejected"
 
 
+def test_a_file_above_the_photo_limit_is_answered_too_large(client: TestClient) -> None:
+    files = [("files", ("big.jpg", bytes(2_100_000))), ("files", ("ok.jpg", photo("HW-2", 5)))]
+    results = lines(client.post("/v1/identify/batch", files=files))
+    assert results[0]["rejection_reason"] == "too_large"
+    assert results[1]["candidates"][0]["individual_id"] == "HW-2"
+
+
 def test_zip_bomb_entry_is_rejected_without_inflating(client: TestClient) -> None:
     bomb = make_zip({"bomb.jpg": bytes(1_500_000), "ok.jpg": photo("HW-1", 5)})
     results = lines(client.post("/v1/identify/batch", files={"archive": ("b.zip", bomb)}))

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import zipfile
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -378,16 +377,18 @@ def test_error_answers_raise_api_error_with_the_code(
 def test_concurrent_clients_leave_a_consistent_catalogue(server: Server) -> None:
     """16 threads, 500 mixed requests; then every acknowledged enrolment is there."""
     existing = [f"C-{i}" for i in range(4)]
+    stored: dict[str, set[int]] = {}
     with WhaleIdClient(server.url) as setup:
         for whale in existing:
-            setup.enrol(photo(whale, 0), whale)
+            stored[whale] = {setup.enrol(photo(whale, 0), whale).image_id}
     rng = random.Random(0)
     # New individuals get two photos each, sent from different workers at about the same
     # time: the individual is created by whichever arrives first.
     new = [("enrol", f"N-{i}", seed) for i in range(20) for seed in (0, 1)]
     more = [("enrol", existing[i % 4], 100 + i) for i in range(60)]
-    reads = [("identify", rng.choice(existing), 200 + i) for i in range(100)]
-    reads += [("list", "", 0)] * 150 + [("get", rng.choice(existing), 0) for _ in range(150)]
+    # Photo work dominates the run time on 2 cores; reads of the catalogue are cheap.
+    reads = [("identify", rng.choice(existing), 200 + i) for i in range(50)]
+    reads += [("list", "", 0)] * 175 + [("get", rng.choice(existing), 0) for _ in range(175)]
     ops = new + more + reads
     rng.shuffle(ops)
     assert len(ops) == 500
@@ -415,7 +416,7 @@ def test_concurrent_clients_leave_a_consistent_catalogue(server: Server) -> None
                         client.list_individuals(limit=50)
                     else:
                         client.individual(whale)
-                except (ApiError, AssertionError) as exc:
+                except Exception as exc:  # raised in a thread, it would otherwise be lost
                     with lock:
                         failures.append(f"{kind} {whale}/{seed}: {exc}")
 
@@ -427,14 +428,13 @@ def test_concurrent_clients_leave_a_consistent_catalogue(server: Server) -> None
 
     assert failures == []
     assert len(acknowledged) == 100
+    for whale, image_id, _ in acknowledged:
+        stored.setdefault(whale, set()).add(image_id)
     with WhaleIdClient(server.url) as client:
-        expected = Counter(whale for whale, _, _ in acknowledged) + Counter(existing)
-        for whale, count in expected.items():
+        for whale, image_ids in stored.items():
             detail = client.individual(whale)
-            assert detail.individual.image_count == count, whale
-            assert len(detail.images) == count, whale
-        stored = {image_id for whale, image_id, _ in acknowledged}
-        assert all(client.image(image_id) for image_id in sorted(stored)[:5])
+            assert detail.individual.image_count == len(image_ids), whale
+            assert {image.id for image in detail.images} == image_ids, whale
 
         everyone = []
         page = client.list_individuals(limit=500)
@@ -447,8 +447,11 @@ def test_concurrent_clients_leave_a_consistent_catalogue(server: Server) -> None
         assert counts.images == counts.stored_images
         assert counts.individuals == sum(1 for i in everyone if i.image_count)
 
-        for whale, _, content in (acknowledged[0], acknowledged[-1]):
-            assert client.identify(content).candidates[0].individual_id == whale
+        newcomer = next(item for item in acknowledged if item[0].startswith("N-"))
+        regular = next(item for item in acknowledged if item[0].startswith("C-"))
+        for whale, image_id, content in (newcomer, regular):
+            best = client.identify(content).candidates[0]
+            assert (best.individual_id, best.evidence.image_id) == (whale, image_id)
 
 
 # ---------------------------------------------------------------------- live: crash
