@@ -40,14 +40,13 @@ from indexer.results import (
     Identification,
 )
 from indexer.scoring import image_scores, lnbnn_votes, verify
-from indexer.store import Conflict, Individual, NewImage, NotFound, Store
+from indexer.store import DATABASE_FILE, Conflict, Individual, NewImage, NotFound, Store
 
 __all__ = ["Gallery", "Progress", "RankedImage"]
 
 Progress = Callable[[int, int], None]
 """progress(done, total), called as long work advances."""
 
-_DATABASE = "whaleid.sqlite3"
 _INDEX_DIR = "index"
 # Extra neighbours fetched when photos are excluded from a search (leave-one-out), so
 # that K+1 remain after dropping the excluded photo's own descriptors.
@@ -131,7 +130,7 @@ class Gallery:
         data_dir = Path(data_dir)
         engine = engine or EngineConfig()
         faiss.omp_set_num_threads(engine.search_threads)
-        store = Store.open(data_dir / _DATABASE)
+        store = Store.open(data_dir / DATABASE_FILE)
         try:
             gallery = cls(
                 store,

@@ -29,6 +29,7 @@ import numpy as np
 from embeddings.protocol import GlobalEmbedding, LocalFeatures
 
 __all__ = [
+    "DATABASE_FILE",
     "SCHEMA_VERSION",
     "Conflict",
     "FeatureRow",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+DATABASE_FILE = "whaleid.sqlite3"
+"""The database's file name inside a data folder."""
 """Stored in `PRAGMA user_version`; bump it with a migration when the schema changes."""
 
 _EPOCH_KEY = "store.epoch"

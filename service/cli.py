@@ -23,12 +23,13 @@ from tqdm import tqdm
 from embeddings.images import load_photo_file
 from embeddings.photo import ImageError
 from indexer.manifest import ManifestEntry, ManifestError, read_entries
-from indexer.store import StoreError
+from indexer.store import DATABASE_FILE, StoreError
 from service.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
     from indexer.gallery import Gallery
     from indexer.results import Identification
+    from indexer.store import Store
 
 __all__ = ["main"]
 
@@ -216,6 +217,81 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    """Write every sighting as CSV or a Darwin Core occurrence table."""
+    from indexer.export import darwin_core_csv, iter_sightings, sightings_csv
+
+    writer = darwin_core_csv if args.format == "dwc" else sightings_csv
+    with _store(settings) as store:
+        rows = writer(iter_sightings(store, args.species))
+        if args.out is None:
+            sys.stdout.writelines(rows)
+        else:
+            # Written beside the target and renamed, so a failed export leaves no half file.
+            from indexer.files import replacing
+
+            with replacing(args.out) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+                f.writelines(rows)
+    return EXIT_OK
+
+
+def _individuals(args: argparse.Namespace, settings: Settings) -> int:
+    """List individuals, one per line: id, species, photo count, name."""
+    with _store(settings) as store:
+        offset = 0
+        while page := store.list_individuals(args.species, limit=500, offset=offset):
+            for row in page:
+                print(f"{row.id}\t{row.species or '-'}\t{row.image_count}\t{row.name or ''}")
+            offset += len(page)
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    """Print one individual and its photos (sightings)."""
+    with _store(settings) as store:
+        row = store.individual(args.individual)
+        if row is None:
+            raise CommandError(f"individual {args.individual!r} not found")
+        print(f"{row.id}  species: {row.species or '-'}  name: {row.name or '-'}")
+        for image in store.images_of(row.id):
+            where = (
+                f"{image.latitude:.5f},{image.longitude:.5f}"
+                if image.latitude is not None and image.longitude is not None
+                else "-"
+            )
+            print(f"  image {image.id}\t{image.source_name}\t{image.taken_at or '-'}\t{where}")
+    return EXIT_OK
+
+
+def _rename(args: argparse.Namespace, settings: Settings) -> int:
+    with _gallery(settings) as gallery:
+        gallery.rename_individual(args.old, args.new)
+    print(f"renamed {args.old} to {args.new}")
+    return EXIT_OK
+
+
+def _merge(args: argparse.Namespace, settings: Settings) -> int:
+    with _gallery(settings) as gallery:
+        moved = gallery.merge_individuals(args.source, args.target)
+    print(f"merged {args.source} into {args.target}: {moved} photos moved")
+    return EXIT_OK
+
+
+def _delete_individual(args: argparse.Namespace, settings: Settings) -> int:
+    with _gallery(settings) as gallery:
+        deleted = gallery.delete_individual(args.individual)
+    print(f"deleted {args.individual} and its {deleted} photos")
+    return EXIT_OK
+
+
+def _delete_image(args: argparse.Namespace, settings: Settings) -> int:
+    with _gallery(settings) as gallery:
+        if not gallery.delete_image(args.image_id):
+            raise CommandError(f"image {args.image_id} not found")
+    print(f"deleted image {args.image_id}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------- output
 
 
@@ -288,6 +364,21 @@ def _open_gallery(settings: Settings) -> Gallery:
         raise CommandError(
             f"cannot open the data folder {data_dir}: {exc.strerror or exc}"
         ) from exc
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Store]:
+    """The database alone, for commands that only read or list (no index is loaded)."""
+    from indexer.store import Store
+
+    path = Path(settings.data_dir) / DATABASE_FILE
+    if not path.exists():
+        raise CommandError(f"no catalogue in {settings.data_dir} (nothing enrolled yet)")
+    store = Store.open(path)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @contextmanager
@@ -412,6 +503,52 @@ def _parser() -> argparse.ArgumentParser:
         "--json", type=Path, required=True, metavar="OUT", help="write the full report here"
     )
     evaluate.set_defaults(command=_evaluate)
+
+    export = commands.add_parser(
+        "export", parents=[common], help="write all sightings as CSV or Darwin Core"
+    )
+    export.add_argument("--format", choices=("csv", "dwc"), default="csv")
+    export.add_argument("--species", help="only individuals of this species")
+    export.add_argument("--out", type=Path, metavar="FILE", help="write here (default: stdout)")
+    export.set_defaults(command=_export)
+
+    individual = commands.add_parser(
+        "individual",
+        help="list, show, rename, merge or delete individuals",
+        description="Catalogue edits on the data folder. While `whaleid serve` runs on the"
+        " same folder, edit through the HTTP API instead: the server would only see these"
+        " edits after a restart.",
+    )
+    individual_commands = individual.add_subparsers(
+        title="individual commands", metavar="COMMAND", required=True
+    )
+    listing = individual_commands.add_parser("list", parents=[common], help="list individuals")
+    listing.add_argument("--species", help="only individuals of this species")
+    listing.set_defaults(command=_individuals)
+    show = individual_commands.add_parser("show", parents=[common], help="one individual")
+    show.add_argument("individual", metavar="ID")
+    show.set_defaults(command=_show)
+    rename = individual_commands.add_parser("rename", parents=[common], help="change an id")
+    rename.add_argument("old", metavar="ID")
+    rename.add_argument("new", metavar="NEW_ID")
+    rename.set_defaults(command=_rename)
+    merge = individual_commands.add_parser(
+        "merge", parents=[common], help="move SOURCE's photos to TARGET and delete SOURCE"
+    )
+    merge.add_argument("source", metavar="SOURCE")
+    merge.add_argument("target", metavar="TARGET")
+    merge.set_defaults(command=_merge)
+    remove = individual_commands.add_parser(
+        "delete", parents=[common], help="delete an individual and its photos"
+    )
+    remove.add_argument("individual", metavar="ID")
+    remove.set_defaults(command=_delete_individual)
+
+    image = commands.add_parser("image", help="manage stored photos")
+    image_commands = image.add_subparsers(title="image commands", metavar="COMMAND", required=True)
+    image_delete = image_commands.add_parser("delete", parents=[common], help="delete a photo")
+    image_delete.add_argument("image_id", type=int, metavar="IMAGE_ID")
+    image_delete.set_defaults(command=_delete_image)
 
     serve = commands.add_parser("serve", parents=[common], help="run the HTTP service")
     serve.add_argument("--host", help="listen address (default: settings.host)")
