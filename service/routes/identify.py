@@ -104,16 +104,10 @@ async def predict_batch(
 # ---------------------------------------------------------------------- helpers
 
 
-class _Photos:
-    """The photos of one batch request, pulled one at a time in the worker pool (an
-    archive is inflated entry by entry, never all at once)."""
-
-    def __init__(self, first: ArchiveEntry | None, rest: Iterator[ArchiveEntry]) -> None:
-        self.first = first
-        self.rest = rest
-
-
-async def _batch_inputs(data: BatchForm, runtime: Runtime) -> _Photos:
+async def _batch_inputs(data: BatchForm, runtime: Runtime) -> Iterator[ArchiveEntry]:
+    """The batch's photos in input order. An archive refused as a whole (not a ZIP, too
+    many entries) raises here, before the answer starts, so it gets a 4xx status; its
+    entries are inflated one at a time as the iterator is advanced."""
     settings = runtime.settings
     if data.archive is None and not data.files:
         raise BadRequest("send a ZIP in the field `archive` or photos in the field `files`")
@@ -136,16 +130,12 @@ async def _batch_inputs(data: BatchForm, runtime: Runtime) -> _Photos:
         content = await _read_limited(data.archive, budget)
         limits = ArchiveLimits(
             max_entries=settings.max_batch_entries - len(entries),
-            max_total_bytes=budget - len(content) if entries else settings.max_batch_bytes,
+            max_total_bytes=settings.max_batch_bytes,
             max_entry_bytes=settings.max_upload_bytes,
             max_ratio=settings.max_compression_ratio,
         )
         archived = read_archive(content, limits)
-    rest = _chain(entries, archived)
-    # The first entry is read before the answer starts, so that an archive refused as a
-    # whole (not a ZIP, too many entries) gets a 4xx status rather than a stream.
-    first = await runtime.run(lambda: next(rest, None))
-    return _Photos(first, rest)
+    return _chain(entries, archived)
 
 
 def _chain(entries: list[ArchiveEntry], archived: Iterator[ArchiveEntry]) -> Iterator[ArchiveEntry]:
@@ -161,17 +151,19 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
 
 
 async def _answers(
-    photos: _Photos, runtime: Runtime, top_k: int | None
+    photos: Iterator[ArchiveEntry], runtime: Runtime, top_k: int | None
 ) -> AsyncIterator[IdentifyResponse | ErrorBody]:
-    entry = photos.first
-    while entry is not None:
-        yield await runtime.run(lambda e=entry: _answer(e, runtime, top_k))
+    while True:
         try:
-            entry = await runtime.run(lambda: next(photos.rest, None))
+            # Inflating an entry is CPU work too: it runs in the pool like the rest.
+            entry = await runtime.run(lambda: next(photos, None))
         except ArchiveError as exc:
             status, code, detail = error_status(exc)
             yield ErrorBody(status_code=status, error=code, detail=detail)
             return
+        if entry is None:
+            return
+        yield await runtime.run(lambda e=entry: _answer(e, runtime, top_k))
 
 
 def _answer(entry: ArchiveEntry, runtime: Runtime, top_k: int | None) -> IdentifyResponse:
@@ -181,7 +173,9 @@ def _answer(entry: ArchiveEntry, runtime: Runtime, top_k: int | None) -> Identif
     return runtime.identify_now(entry.path, entry.content, top_k)
 
 
-async def _ndjson(photos: _Photos, runtime: Runtime, top_k: int | None) -> AsyncIterator[bytes]:
+async def _ndjson(
+    photos: Iterator[ArchiveEntry], runtime: Runtime, top_k: int | None
+) -> AsyncIterator[bytes]:
     encoder = msgspec.json.Encoder()
     async for line in _answers(photos, runtime, top_k):
         yield encoder.encode(line) + b"\n"
