@@ -219,14 +219,15 @@ def _detail(runtime: Runtime, individual_id: str) -> IndividualDetail:
 def _update(runtime: Runtime, individual_id: str, data: IndividualPatch) -> Individual:
     gallery = runtime.gallery
     current = individual_id
+    # The rename goes first: it is the change that can be refused (409), and then
+    # nothing else has been changed either.
+    if data.id is not None:
+        current = _required("id", data.id)
+        gallery.rename_individual(individual_id, current)
     if data.species is not None or data.name is not None:
-        gallery.update_individual(
+        return gallery.update_individual(
             current, species=_optional(data.species), name=_optional(data.name)
         )
-    if data.id is not None:
-        new_id = _required("id", data.id)
-        gallery.rename_individual(current, new_id)
-        current = new_id
     row = gallery.store.individual(current)
     if row is None:
         raise NotFound(f"individual {individual_id!r} not found")

@@ -88,7 +88,9 @@ def test_rename_and_set_species_are_searchable_at_once(client: TestClient) -> No
     assert response.json()["id"] == "HW-0001"
     answer = identify(client, photo("HW-1", 5)).json()["candidates"][0]
     assert (answer["individual_id"], answer["species"]) == ("HW-0001", "Megaptera novaeangliae")
-    assert_error(client.patch("/v1/individuals/HW-0001", json={"id": "HW-2"}), 409)
+    refused = client.patch("/v1/individuals/HW-0001", json={"id": "HW-2", "name": "Salt"})
+    assert_error(refused, 409)
+    assert client.get("/v1/individuals/HW-0001").json()["individual"]["name"] is None
 
 
 def test_merge_moves_photos(client: TestClient) -> None:
