@@ -475,7 +475,7 @@ class Store:
         Returns:
             The individual as stored afterwards.
         """
-        _check_id("individual_id", individual_id)
+        _check_individual_id("individual_id", individual_id)
         _check_optional_text("species", species)
         _check_optional_text("name", name)
         with self._write() as conn:
@@ -510,7 +510,7 @@ class Store:
             NotFound: `old_id` does not exist.
             Conflict: `new_id` is already taken.
         """
-        _check_id("new_id", new_id)
+        _check_individual_id("new_id", new_id)
         with self._write() as conn:
             if not _individual_exists(conn, old_id):
                 raise NotFound(f"individual {old_id!r} not found")
@@ -811,6 +811,14 @@ def _check_id(field: str, value: object) -> None:
         raise InvalidInput(f"{field}: expected a non-empty str, got {value!r}")
 
 
+def _check_individual_id(field: str, value: object) -> None:
+    _check_id(field, value)
+    # An id is one path segment of the HTTP API (/v1/individuals/{id}); a slash would
+    # make the individual unreachable there.
+    if "/" in value:  # type: ignore[operator]
+        raise InvalidInput(f"{field}: must not contain '/', got {value!r}")
+
+
 def _check_optional_text(field: str, value: object) -> None:
     if value is not None and not isinstance(value, str):
         raise InvalidInput(f"{field}: expected str or None, got {type(value).__name__}")
@@ -822,7 +830,7 @@ def _check_new_image(image: NewImage) -> None:
     if not isinstance(image.sha256, str) or not _SHA256_RE.fullmatch(image.sha256):
         raise InvalidInput(f"sha256: expected 64 lowercase hex characters, got {image.sha256!r}")
     _check_id("source_name", image.source_name)
-    _check_id("individual_id", image.individual_id)
+    _check_individual_id("individual_id", image.individual_id)
     for field in ("width", "height"):
         value = getattr(image, field)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -62,7 +62,7 @@ __all__ = [
 MAX_RETRY_DELAY = 30.0
 """Longest wait, in seconds, before one retry, whatever the backoff or the service asks."""
 
-Photo = bytes | Path
+PhotoSource = bytes | Path
 """A photo to upload: its file's bytes, or the path of the file."""
 
 _T = TypeVar("_T")
@@ -272,24 +272,24 @@ def _present(**values: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------- photos
 
 
-def _name(photo: Photo, name: str | None, default: str) -> str:
+def _name(photo: PhotoSource, name: str | None, default: str) -> str:
     if name is not None:
         return name
     return photo.name if isinstance(photo, Path) else default
 
 
-def _read(photo: Photo) -> bytes:
+def _read(photo: PhotoSource) -> bytes:
     return photo.read_bytes() if isinstance(photo, Path) else bytes(photo)
 
 
-async def _aread(photo: Photo) -> bytes:
+async def _aread(photo: PhotoSource) -> bytes:
     if isinstance(photo, Path):
         # File reads block; keep them off the event loop.
         return await asyncio.to_thread(photo.read_bytes)
     return bytes(photo)
 
 
-def _batch_names(photos: Sequence[Photo]) -> list[str]:
+def _batch_names(photos: Sequence[PhotoSource]) -> list[str]:
     return [_name(photo, None, f"photo-{i}") for i, photo in enumerate(photos)]
 
 
@@ -455,7 +455,7 @@ class WhaleIdClient:
     # ------------------------------------------------------------------ identification
 
     def identify(
-        self, photo: Photo, *, name: str | None = None, top_k: int | None = None
+        self, photo: PhotoSource, *, name: str | None = None, top_k: int | None = None
     ) -> IdentifyResponse:
         """Identify the individual in one photo.
 
@@ -474,9 +474,9 @@ class WhaleIdClient:
 
     def identify_batch(
         self,
-        photos: Sequence[Photo] | None = None,
+        photos: Sequence[PhotoSource] | None = None,
         *,
-        archive: Photo | None = None,
+        archive: PhotoSource | None = None,
         top_k: int | None = None,
     ) -> Iterator[IdentifyResponse]:
         """Identify several photos and/or every photo of a ZIP, in one request.
@@ -512,7 +512,7 @@ class WhaleIdClient:
 
     def enrol(
         self,
-        photo: Photo,
+        photo: PhotoSource,
         individual_id: str,
         *,
         species: str | None = None,
@@ -533,7 +533,7 @@ class WhaleIdClient:
         call = _enrol(_read(photo), _name(photo, name, "photo"), individual_id, species)
         return _decode(self._send(call), EnrolResult)
 
-    def add_images(self, individual_id: str, photos: Sequence[Photo]) -> list[EnrolResult]:
+    def add_images(self, individual_id: str, photos: Sequence[PhotoSource]) -> list[EnrolResult]:
         """Enrol photos of an existing individual; one unusable photo stores none."""
         named = [(n, _read(p)) for n, p in zip(_batch_names(photos), photos, strict=True)]
         return _decode(self._send(_add_images(individual_id, named)), list[EnrolResult])
@@ -586,7 +586,7 @@ class WhaleIdClient:
 
     def review(
         self,
-        photo: Photo,
+        photo: PhotoSource,
         verdict: Literal["confirm", "no_match"],
         *,
         individual_id: str | None = None,
@@ -688,7 +688,7 @@ class AsyncWhaleIdClient:
         return (await self._send(_metrics())).text
 
     async def identify(
-        self, photo: Photo, *, name: str | None = None, top_k: int | None = None
+        self, photo: PhotoSource, *, name: str | None = None, top_k: int | None = None
     ) -> IdentifyResponse:
         """See `WhaleIdClient.identify`."""
         call = _identify(await _aread(photo), _name(photo, name, "photo"), top_k)
@@ -696,9 +696,9 @@ class AsyncWhaleIdClient:
 
     async def identify_batch(
         self,
-        photos: Sequence[Photo] | None = None,
+        photos: Sequence[PhotoSource] | None = None,
         *,
-        archive: Photo | None = None,
+        archive: PhotoSource | None = None,
         top_k: int | None = None,
     ) -> AsyncIterator[IdentifyResponse]:
         """See `WhaleIdClient.identify_batch`."""
@@ -719,7 +719,7 @@ class AsyncWhaleIdClient:
 
     async def enrol(
         self,
-        photo: Photo,
+        photo: PhotoSource,
         individual_id: str,
         *,
         species: str | None = None,
@@ -729,7 +729,9 @@ class AsyncWhaleIdClient:
         call = _enrol(await _aread(photo), _name(photo, name, "photo"), individual_id, species)
         return _decode(await self._send(call), EnrolResult)
 
-    async def add_images(self, individual_id: str, photos: Sequence[Photo]) -> list[EnrolResult]:
+    async def add_images(
+        self, individual_id: str, photos: Sequence[PhotoSource]
+    ) -> list[EnrolResult]:
         """See `WhaleIdClient.add_images`."""
         named = [(n, await _aread(p)) for n, p in zip(_batch_names(photos), photos, strict=True)]
         return _decode(await self._send(_add_images(individual_id, named)), list[EnrolResult])
@@ -782,7 +784,7 @@ class AsyncWhaleIdClient:
 
     async def review(
         self,
-        photo: Photo,
+        photo: PhotoSource,
         verdict: Literal["confirm", "no_match"],
         *,
         individual_id: str | None = None,

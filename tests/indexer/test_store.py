@@ -24,6 +24,7 @@ from indexer.store import (
     SCHEMA_VERSION,
     Conflict,
     FeatureRow,
+    InvalidInput,
     NewImage,
     NotFound,
     Store,
@@ -834,3 +835,15 @@ def test_acknowledged_writes_survive_sigkill(db_path: Path) -> None:
         assert s.count_images() in (len(acknowledged), len(acknowledged) + 1)
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_individual_ids_with_a_slash_are_refused(store: Store) -> None:
+    # An id is one segment of the HTTP API's paths; with a slash it could not be read.
+    store.upsert_individual("HW-1")
+    for call in (
+        lambda: store.upsert_individual("a/b"),
+        lambda: store.rename_individual("HW-1", "HW/1"),
+    ):
+        with pytest.raises(InvalidInput, match="must not contain '/'"):
+            call()
+    assert [i.id for i in store.list_individuals()] == ["HW-1"]
