@@ -17,10 +17,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     beat weights of 1-4 (flukes top-1 0.816 against 0.796-0.805)."""
     exact_search_max: int = 300_000
     """Up to this many gallery descriptors the search is exact; above, an IVF index."""
-    nprobe: int = 8
+    nprobe: int = 16
     """IVF lists visited per query descriptor (speed against recall)."""
-    coarse_ef_search: int = 16
-    """Breadth of the graph search that finds a query descriptor's nearest IVF lists."""
     new_individual_threshold: float = 0.5
     """Below this calibrated probability for the best candidate the answer is
     `new_individual`."""

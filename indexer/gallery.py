@@ -103,9 +103,7 @@ class Gallery:
         self.engine = engine
         self._index_dir = index_dir
         self._lock = threading.RLock()
-        self._index = DescriptorIndex(
-            128, engine.exact_search_max, engine.nprobe, engine.coarse_ef_search
-        )
+        self._index = DescriptorIndex(128, engine.exact_search_max, engine.nprobe)
         self._entries: dict[int, _Entry] = {}
         self._calibration = Calibration.unfitted(engine.inlier_weight * _UNFITTED_HALF_VERIFIED)
         self._epoch = 0
@@ -551,7 +549,6 @@ class Gallery:
                 self._index_path,
                 self.engine.exact_search_max,
                 self.engine.nprobe,
-                self.engine.coarse_ef_search,
             )
         except RuntimeError:
             # A damaged index file is only a cache: rebuild it from the database.
@@ -593,9 +590,7 @@ class Gallery:
             max_id = max(max_id, row.id)
             if progress is not None:
                 progress(done, total)
-        self._index = DescriptorIndex(
-            128, self.engine.exact_search_max, self.engine.nprobe, self.engine.coarse_ef_search
-        )
+        self._index = DescriptorIndex(128, self.engine.exact_search_max, self.engine.nprobe)
         self._index.build(image_ids, descriptors)
         self._epoch = self.store.epoch()
         self._max_feature_id = max_id

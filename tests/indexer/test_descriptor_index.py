@@ -27,17 +27,16 @@ def photos() -> list[np.ndarray]:
     return clustered(np.random.default_rng(0), 60, 200)
 
 
-def build(photos: list[np.ndarray], exact_max: int, nprobe: int = 8) -> DescriptorIndex:
+def build(photos: list[np.ndarray], exact_max: int, nprobe: int = 16) -> DescriptorIndex:
     index = DescriptorIndex(128, exact_max, nprobe)
     index.build(list(range(1, len(photos) + 1)), photos)
     return index
 
 
-def test_large_gallery_gets_an_ivf_index_with_a_graph_quantizer(photos) -> None:
+def test_large_gallery_gets_an_ivf_index(photos) -> None:
     index = build(photos, exact_max=1_000)
     assert index.approximate
-    quantizer = faiss.downcast_index(faiss.extract_index_ivf(index._index).quantizer)
-    assert isinstance(quantizer, faiss.IndexHNSW)
+    assert faiss.extract_index_ivf(index._index).nlist > 1
     assert index.size == sum(len(p) for p in photos)
 
 
@@ -67,6 +66,6 @@ def test_removing_a_photo_removes_all_its_descriptors(photos, exact_max: int) ->
 def test_saved_index_searches_the_same(photos, tmp_path: Path) -> None:
     index = build(photos, exact_max=1_000)
     index.save(tmp_path / "d.faiss")
-    loaded = DescriptorIndex.load(tmp_path / "d.faiss", 1_000, 8)
+    loaded = DescriptorIndex.load(tmp_path / "d.faiss", 1_000, 16)
     queries = photos[5][:50]
     assert np.array_equal(index.search(queries, 4)[1], loaded.search(queries, 4)[1])
