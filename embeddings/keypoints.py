@@ -49,12 +49,6 @@ class KeypointConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     rotation invariance buys little and its orientation noise costs matches (on the
     right-whale set, leave-one-out top-1 rose from 0.46 to 0.53). Tolerates roughly
     +-20 degrees of camera roll."""
-    dense_grid: int = 0
-    """Also describe a regular grid of points, this many along the longer side, at two
-    sizes (two and four grid steps), besides the detected keypoints; 0 turns it off.
-    Aligned crops gain most: a right whale's callosity layout is a low-frequency pattern
-    where the detector finds few stable points, while grid points sit at the same place
-    on every aligned photo of it."""
     padding_tolerance: int = 6
     """Grey-level tolerance for treating a uniform border (letterbox padding) as not part
     of the photo; keypoints on or touching it are dropped."""
@@ -99,8 +93,6 @@ class RootSiftExtractor:
         keypoints = sift.detect(gray, mask)
         if self.config.upright:
             keypoints = _upright(keypoints)
-        if self.config.dense_grid:
-            keypoints = [*keypoints, *_grid(mask, self.config.dense_grid)]
         keypoints, descriptors = sift.compute(gray, keypoints)
         if descriptors is None or not keypoints:
             return _empty()
@@ -152,38 +144,6 @@ def _upright(keypoints: Sequence[cv2.KeyPoint]) -> list[cv2.KeyPoint]:
             keypoint.angle = 0.0
             upright.append(keypoint)
     return upright
-
-
-def _grid(mask: np.ndarray, cells: int) -> list[cv2.KeyPoint]:
-    """Upright keypoints on a regular grid of `cells` steps along the longer side, at
-    sizes of two and four steps, where the whole descriptor window is photo content."""
-    height, width = mask.shape
-    step = max(height, width) / cells
-    points = []
-    for size in (2 * step, 4 * step):
-        half = size / 2
-        for y in np.arange(half, height - half + 1e-6, step):
-            for x in np.arange(half, width - half + 1e-6, step):
-                if mask[int(y), int(x)]:
-                    points.append(
-                        cv2.KeyPoint(float(x), float(y), float(size), 0.0, 0.0, _octave(size))
-                    )
-    return points
-
-
-def _octave(size: float) -> int:
-    """OpenCV's packed scale-space position for a keypoint of this size.
-
-    SIFT describes a keypoint on the pyramid level it was detected at; a hand-made
-    keypoint left at level 0 would be described on the full-resolution image, with a
-    window of the whole photo for a large size (ten times slower, measured).
-    OpenCV's detector sets size = 2 * 1.6 * 2**(octave + layer / 3) (layer 1-3, octave
-    -1 for its doubled first level) and packs octave | layer << 8 | offset << 16.
-    """
-    position = np.log2(size / 3.2)
-    octave = int(np.ceil(position)) - 1
-    layer = int(np.clip(round(3 * (position - octave)), 1, 3))
-    return (octave & 0xFF) | (layer << 8) | (127 << 16)
 
 
 def _root_sift(descriptors: np.ndarray) -> np.ndarray:

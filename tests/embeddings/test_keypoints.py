@@ -94,25 +94,3 @@ def test_version_follows_the_settings() -> None:
     )
     assert isinstance(EXTRACTOR, Extractor)
     assert EXTRACTOR.kind == "local"
-
-
-def test_dense_grid_adds_upright_points_at_two_sizes() -> None:
-    image = photo(fluke("g", width=320, height=240))
-    sparse = RootSiftExtractor(KeypointConfig(long_side=320)).extract(image)
-    dense = RootSiftExtractor(KeypointConfig(long_side=320, dense_grid=8)).extract(image)
-    added = dense.keypoints[len(sparse.keypoints) :]
-    # Step 40 px: sizes 80 (7 x 5 points) and 160 (5 x 3 points) fit inside the photo.
-    assert len(added) == 7 * 5 + 5 * 3
-    assert set(np.round(added[:, 2]).tolist()) == {80.0, 160.0}
-    assert np.all(added[:, 3] == 0)
-    assert np.array_equal(dense.descriptors[: len(sparse.descriptors)], sparse.descriptors)
-    # Described on their own pyramid level: real gradients, not an empty window.
-    assert np.all(dense.descriptors[len(sparse.descriptors) :].sum(axis=1) > 0)
-
-
-def test_dense_grid_skips_letterbox_padding() -> None:
-    padded = np.full((300, 300, 3), 255, np.uint8)
-    padded[70:230] = fluke("d", width=300, height=160)
-    features = RootSiftExtractor(KeypointConfig(dense_grid=10)).extract(photo(padded))
-    y = features.keypoints[:, 1]
-    assert y.min() > 70 and y.max() < 230
