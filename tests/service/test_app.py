@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from litestar import Litestar, get
 from litestar.testing import TestClient, create_test_client
@@ -166,6 +167,16 @@ def test_unusable_photo_is_a_normal_answer_with_a_reason(
     assert body["detail"]
     assert body["candidates"] == []
     assert body["identification"] == WEIGHT_FREE
+
+
+def test_blank_photo_is_rejected_as_low_confidence(enrolled: TestClient) -> None:
+    blank = encode(np.full((240, 320, 3), 90, np.uint8), "PNG")
+    body = identify(enrolled, blank, name="sea.png").json()
+
+    assert (body["decision"], body["rejection_reason"]) == ("rejected", "low_confidence")
+    assert body["candidates"] == []
+    assert body["bbox"] == [0, 0, 320, 240]
+    assert body["gate"] == {"applied": False, "score": None, "detail": "no gate model loaded"}
 
 
 @pytest.mark.parametrize("top_k", ["0", "51", "five"])
