@@ -23,7 +23,7 @@ from tqdm import tqdm
 from embeddings.images import load_photo_file
 from embeddings.photo import ImageError
 from indexer.manifest import ManifestEntry, ManifestError, read_entries
-from indexer.store import DATABASE_FILE, StoreError
+from indexer.store import DATABASE_FILE, InvalidInput, StoreError
 from service.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
@@ -119,6 +119,9 @@ def _enrol_one(gallery: Gallery, entry: ManifestEntry, settings: Settings) -> st
         )
     except ImageError as exc:
         tqdm.write(f"failed: {entry.path}: {exc.reason}: {exc.message}", file=sys.stderr)
+        return "failed"
+    except InvalidInput as exc:  # e.g. an individual id with a '/'
+        tqdm.write(f"failed: {entry.path}: {exc}", file=sys.stderr)
         return "failed"
     return "enrolled" if result.created else "duplicates"
 

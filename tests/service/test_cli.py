@@ -198,6 +198,7 @@ def test_enrol_reports_bad_photos_and_skips_unlabelled_rows(
     (images / "good.jpg").write_bytes(encode(sighting("A", 0), "JPEG"))
     (images / "truncated.jpg").write_bytes(encode(sighting("A", 1), "JPEG")[:300])
     (images / "unlabelled.jpg").write_bytes(encode(sighting("B", 0), "JPEG"))
+    (images / "slash.jpg").write_bytes(encode(sighting("C", 0), "JPEG"))
     manifest = write_manifest(
         tmp_path / "set" / "manifest.csv",
         [
@@ -205,13 +206,15 @@ def test_enrol_reports_bad_photos_and_skips_unlabelled_rows(
             ("images/truncated.jpg", "A", "humpback_whale"),
             ("images/missing.jpg", "A", "humpback_whale"),
             ("images/unlabelled.jpg", "", "bottlenose"),
+            ("images/slash.jpg", "C/1", "bottlenose"),
         ],
     )
 
     code, out, err = run(capsys, "enrol", manifest, "--data", tmp_path / "data")
 
     assert code == 0
-    assert "enrolled 1, duplicates 0, failed 2, skipped 1" in out
+    assert "enrolled 1, duplicates 0, failed 3, skipped 1" in out
+    assert "must not contain '/'" in err
     assert f"{images / 'truncated.jpg'}: corrupted_image" in err
     assert f"{images / 'missing.jpg'}: corrupted_image" in err
     assert "Traceback" not in err
