@@ -125,9 +125,8 @@ def _train_ivf(descriptors: list[np.ndarray], dim: int, total: int, seed: int) -
     # ~4 sqrt(N) lists keeps list length and list count balanced. Measured alternative
     # (1.9M descriptors of the flukes and right-whale sets): 12 sqrt(N) lists found through
     # an HNSW graph with 8 probes searched 3.6x faster but cost 1.6 points of flukes top-1.
-    nlist = int(min(16384, max(1, 4 * np.sqrt(total))))
-    # k-means needs several points a list; tiny galleries (tests) get fewer lists.
-    nlist = max(1, min(nlist, total // 10))
+    # k-means needs several points a list, so tiny galleries (tests) get fewer lists.
+    nlist = max(1, min(16384, int(4 * np.sqrt(total)), total // 10))
     sample = min(total, 40 * nlist)
     rng = np.random.default_rng(seed)
     stacked = np.concatenate([d for d in descriptors if len(d)])

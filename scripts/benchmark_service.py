@@ -56,7 +56,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="whaleid-bench-") as tmp:
         root = Path(tmp)
-        overhead = _overhead(root / "empty")
+        env = _env(root)
+        overhead = _overhead(root / "empty", env)
         photos = _photos(args.data, args.gallery_size, root)
         load = None
         if photos is None:
@@ -66,8 +67,8 @@ def main() -> int:
             gallery = args.gallery or root / "gallery"
             if args.gallery is None:
                 print(f"enrolling {args.gallery_size} photos ...", flush=True)
-                _enrol(manifest, gallery)
-            load = _load(gallery, queries, args.clients, args.requests)
+                _enrol(manifest, gallery, env)
+            load = _load(gallery, queries, args.clients, args.requests, env)
 
     result = {
         "meta": {**report_meta(), "data": str(args.data)},
@@ -85,9 +86,9 @@ def main() -> int:
 # ---------------------------------------------------------------------- runs
 
 
-def _overhead(data: Path) -> dict:
+def _overhead(data: Path, env: dict[str, str]) -> dict:
     tiny = _png(np.full((32, 32, 3), 128, np.uint8))
-    with _server(data) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with _server(data, env) as url, httpx.Client(base_url=url, timeout=30) as client:
         for _ in range(20):  # warm-up: first requests compile and allocate
             client.post("/v1/identify", files={"file": ("tiny.png", tiny)})
         times = []
@@ -99,8 +100,10 @@ def _overhead(data: Path) -> dict:
     return {"requests": OVERHEAD_REQUESTS, **_percentiles(times)}
 
 
-def _load(gallery: Path, queries: list[bytes], clients: int, requests: int) -> dict:
-    with _server(gallery) as url:
+def _load(
+    gallery: Path, queries: list[bytes], clients: int, requests: int, env: dict[str, str]
+) -> dict:
+    with _server(gallery, env) as url:
         ready = httpx.get(f"{url}/ready", timeout=30).json()
 
         def one(i: int) -> tuple[float, float | None]:
@@ -165,13 +168,14 @@ def _photos(data: Path, size: int, root: Path) -> tuple[Path, list[bytes]] | Non
     return manifest, queries
 
 
-def _enrol(manifest: Path, data: Path) -> None:
+def _enrol(manifest: Path, data: Path, env: dict[str, str]) -> None:
     whaleid = str(Path(sys.executable).parent / "whaleid")
-    subprocess.run([whaleid, "enrol", str(manifest), "--data", str(data)], env=_env(), check=True)
+    subprocess.run([whaleid, "enrol", str(manifest), "--data", str(data)], env=env, check=True)
 
 
-def _env() -> dict[str, str]:
-    config = Path(tempfile.mkdtemp(prefix="whaleid-bench-config-")) / "bench.toml"
+def _env(root: Path) -> dict[str, str]:
+    """The servers' and the enrolment's environment: a config file written into `root`."""
+    config = root / "bench.toml"
     # The benchmark's 16 clients share one address: the per-client limit would throttle
     # the very load being measured. Access logs would measure the terminal.
     config.write_text("rate_limit_per_minute = 0\naccess_log = false\n")
@@ -179,7 +183,7 @@ def _env() -> dict[str, str]:
 
 
 @contextmanager
-def _server(data: Path):
+def _server(data: Path, env: dict[str, str]):
     port = _free_port()
     process = subprocess.Popen(
         [
@@ -190,7 +194,7 @@ def _server(data: Path):
             "--port",
             str(port),
         ],
-        env=_env(),
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     try:

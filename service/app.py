@@ -36,7 +36,8 @@ from service.security import require_api_key
 
 __all__ = ["create_app"]
 
-_UNMETERED = ("/health", "/ready", "/metrics")
+# Probes and scrapes must never be refused: a throttled probe gets a healthy pod killed.
+_NOT_RATE_LIMITED = ("/health", "/ready", "/metrics")
 
 
 class _MeterRequests(ASGIMiddleware):
@@ -101,7 +102,7 @@ def create_app(settings: Settings) -> Litestar:
     middleware: list = [_MeterRequests()]
     if settings.rate_limit_per_minute:
         limit = RateLimitConfig(
-            rate_limit=("minute", settings.rate_limit_per_minute), exclude=list(_UNMETERED)
+            rate_limit=("minute", settings.rate_limit_per_minute), exclude=list(_NOT_RATE_LIMITED)
         )
         middleware.append(limit.middleware)
     return Litestar(

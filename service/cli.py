@@ -223,16 +223,15 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     """Write every sighting as CSV or a Darwin Core occurrence table."""
     from indexer.export import darwin_core_csv, iter_sightings, sightings_csv
+    from indexer.files import replacing
 
     writer = darwin_core_csv if args.format == "dwc" else sightings_csv
-    with _store(settings) as store:
+    with _open_store(settings) as store:
         rows = writer(iter_sightings(store, args.species))
         if args.out is None:
             sys.stdout.writelines(rows)
         else:
             # Written beside the target and renamed, so a failed export leaves no half file.
-            from indexer.files import replacing
-
             with replacing(args.out) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
                 f.writelines(rows)
     return EXIT_OK
@@ -240,7 +239,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 def _individuals(args: argparse.Namespace, settings: Settings) -> int:
     """List individuals, one per line: id, species, photo count, name."""
-    with _store(settings) as store:
+    with _open_store(settings) as store:
         offset = 0
         while page := store.list_individuals(args.species, limit=500, offset=offset):
             for row in page:
@@ -251,7 +250,7 @@ def _individuals(args: argparse.Namespace, settings: Settings) -> int:
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
     """Print one individual and its photos (sightings)."""
-    with _store(settings) as store:
+    with _open_store(settings) as store:
         row = store.individual(args.individual)
         if row is None:
             raise CommandError(f"individual {args.individual!r} not found")
@@ -369,19 +368,14 @@ def _open_gallery(settings: Settings) -> Gallery:
         ) from exc
 
 
-@contextmanager
-def _store(settings: Settings) -> Iterator[Store]:
+def _open_store(settings: Settings) -> Store:
     """The database alone, for commands that only read or list (no index is loaded)."""
     from indexer.store import Store
 
     path = Path(settings.data_dir) / DATABASE_FILE
     if not path.exists():
         raise CommandError(f"no catalogue in {settings.data_dir} (nothing enrolled yet)")
-    store = Store.open(path)
-    try:
-        yield store
-    finally:
-        store.close()
+    return Store.open(path)
 
 
 @contextmanager

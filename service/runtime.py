@@ -25,9 +25,10 @@ from service.errors import PayloadTooLarge
 from service.metrics import Metrics
 from service.schemas import ExtractorInfo, IdentifyResponse, RejectionReason
 
-__all__ = ["Runtime", "file_name"]
+__all__ = ["Runtime", "file_name", "read_limited"]
 
 _T = TypeVar("_T")
+_LOW_CONFIDENCE = "too little texture to match: the photo is blank, blurred or too small"
 
 
 class Runtime:
@@ -72,29 +73,20 @@ class Runtime:
         answer = self.gallery.identify(photo, top_k=top_k)
         timings = {"decode": (decoded - started) * 1000, **answer.timings_ms}
         timings["total"] = (time.perf_counter() - started) * 1000
-        bbox = [0, 0, photo.width, photo.height]
-        if answer.decision == "low_confidence":
+        low_confidence = answer.decision == "low_confidence"
+        if low_confidence:
             self.metrics.count_rejection("low_confidence")
-            return IdentifyResponse(
-                image=name,
-                decision="rejected",
-                rejection_reason="low_confidence",
-                detail="too little texture to match: the photo is blank, blurred or too small",
-                timings_ms=timings,
-                extractor=self.extractor,
-                index_version=answer.index_version,
-                calibrated=answer.calibrated,
-                bbox=bbox,
-            )
         return IdentifyResponse(
             image=name,
-            decision=answer.decision,
+            decision="rejected" if low_confidence else answer.decision,
+            rejection_reason="low_confidence" if low_confidence else None,
+            detail=_LOW_CONFIDENCE if low_confidence else None,
             candidates=answer.candidates,
             timings_ms=timings,
             extractor=self.extractor,
             index_version=answer.index_version,
             calibrated=answer.calibrated,
-            bbox=bbox,
+            bbox=[0, 0, photo.width, photo.height],
         )
 
     def rejected(
@@ -114,12 +106,18 @@ class Runtime:
 
     async def read_photo(self, upload: UploadFile) -> bytes:
         """An uploaded photo's bytes, refused above `Settings.max_upload_bytes`."""
-        limit = self.settings.max_upload_bytes
-        # Litestar already refused bodies far above the limit; this is the exact check.
-        content = await upload.read(limit + 1)
-        if len(content) > limit:
-            raise PayloadTooLarge(f"the photo is larger than the limit of {limit} bytes")
-        return content
+        return await read_limited(upload, self.settings.max_upload_bytes, "the photo")
+
+
+async def read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
+    """An upload's bytes; `PayloadTooLarge` naming `what` above `limit` bytes.
+
+    Litestar already refused bodies far above the limits; this is the exact check.
+    """
+    content = await upload.read(limit + 1)
+    if len(content) > limit:
+        raise PayloadTooLarge(f"{what} is larger than the limit of {limit} bytes")
+    return content
 
 
 def file_name(upload: UploadFile) -> str:

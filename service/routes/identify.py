@@ -3,13 +3,13 @@ service's /v1/predict-* schema for its existing clients."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from http import HTTPStatus
 from typing import Annotated
 
 import msgspec
 from litestar import post
-from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
@@ -17,7 +17,7 @@ from litestar.response import Stream
 
 from service.archive import ArchiveEntry, ArchiveError, ArchiveLimits, read_archive
 from service.errors import BadRequest, ErrorBody, PayloadTooLarge, error_status
-from service.runtime import Runtime, file_name
+from service.runtime import Runtime, file_name, read_limited
 from service.schemas import BatchForm, Detection, IdentifyForm, IdentifyResponse, RejectionReason
 
 __all__ = ["identify", "identify_batch", "predict_batch", "predict_single"]
@@ -50,11 +50,7 @@ async def identify(
     return await runtime.identify(file_name(data.file), content, top_k)
 
 
-@post(
-    "/v1/identify/batch",
-    status_code=HTTPStatus.OK,
-    opt={"read": True},
-)
+@post("/v1/identify/batch", status_code=HTTPStatus.OK, opt={"read": True})
 async def identify_batch(
     data: Annotated[BatchForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],
@@ -81,11 +77,7 @@ async def predict_single(
     return _detection(await runtime.identify(file_name(data.file), content, 1))
 
 
-@post(
-    "/v1/predict-batch",
-    status_code=HTTPStatus.OK,
-    opt={"read": True},
-)
+@post("/v1/predict-batch", status_code=HTTPStatus.OK, opt={"read": True})
 async def predict_batch(
     data: Annotated[IdentifyForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],
@@ -118,7 +110,7 @@ async def _batch_inputs(data: BatchForm, runtime: Runtime) -> Iterator[ArchiveEn
     entries: list[ArchiveEntry] = []
     budget = settings.max_batch_bytes
     for upload in data.files:
-        content = await _read_limited(upload, budget)
+        content = await read_limited(upload, budget, "the batch")
         budget -= len(content)
         name = file_name(upload)
         if len(content) > settings.max_upload_bytes:
@@ -127,7 +119,7 @@ async def _batch_inputs(data: BatchForm, runtime: Runtime) -> Iterator[ArchiveEn
             entries.append(ArchiveEntry(name=name, path=name, content=content))
     archived: Iterator[ArchiveEntry] = iter(())
     if data.archive is not None:
-        content = await _read_limited(data.archive, budget)
+        content = await read_limited(data.archive, budget, "the batch")
         limits = ArchiveLimits(
             max_entries=settings.max_batch_entries - len(entries),
             max_total_bytes=settings.max_batch_bytes,
@@ -135,19 +127,7 @@ async def _batch_inputs(data: BatchForm, runtime: Runtime) -> Iterator[ArchiveEn
             max_ratio=settings.max_compression_ratio,
         )
         archived = read_archive(content, limits)
-    return _chain(entries, archived)
-
-
-def _chain(entries: list[ArchiveEntry], archived: Iterator[ArchiveEntry]) -> Iterator[ArchiveEntry]:
-    yield from entries
-    yield from archived
-
-
-async def _read_limited(upload: UploadFile, limit: int) -> bytes:
-    content = await upload.read(limit + 1)
-    if len(content) > limit:
-        raise PayloadTooLarge("the batch is larger than the configured max_batch_bytes")
-    return content
+    return itertools.chain(entries, archived)
 
 
 async def _answers(
