@@ -359,6 +359,7 @@ class Store:
             NotFound: no photo has this id.
             StoreError: invalid features, as for `add_image`.
         """
+        _check_image_id(image_id)
         rows = _encode_features(features)
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
@@ -378,6 +379,7 @@ class Store:
 
     def image(self, image_id: int) -> ImageRow | None:
         """The image with this id, or None."""
+        _check_image_id(image_id)
         with self._read() as conn:
             row = conn.execute(
                 f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id = ?", (image_id,)
@@ -424,6 +426,7 @@ class Store:
         Returns:
             True if the image existed.
         """
+        _check_image_id(image_id)
         with self._write() as conn:
             cur = conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
             if cur.rowcount == 0:
@@ -623,6 +626,7 @@ class Store:
 
     def feature(self, image_id: int, extractor: str, version: str) -> FeatureRow | None:
         """One image's features from one extractor, or None."""
+        _check_image_id(image_id)
         with self._read() as conn:
             row = conn.execute(
                 f"SELECT {_FEATURE_COLUMNS} FROM features"
@@ -809,6 +813,13 @@ def _feature_row(row: tuple) -> FeatureRow:
 def _check_id(field: str, value: object) -> None:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{field}: expected a non-empty str, got {value!r}")
+
+
+def _check_image_id(value: object) -> None:
+    # SQLite integers are 64-bit: a larger id would fail inside sqlite3 (OverflowError)
+    # instead of simply matching no row.
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        raise InvalidInput(f"image_id: expected a 64-bit int, got {value!r}")
 
 
 def _check_individual_id(field: str, value: object) -> None:

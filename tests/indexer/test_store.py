@@ -847,3 +847,15 @@ def test_individual_ids_with_a_slash_are_refused(store: Store) -> None:
         with pytest.raises(InvalidInput, match="must not contain '/'"):
             call()
     assert [i.id for i in store.list_individuals()] == ["HW-1"]
+
+
+@pytest.mark.parametrize("image_id", [2**63, -(2**63) - 1, "7", True])
+def test_image_ids_outside_sqlite_integers_are_refused(store: Store, image_id: object) -> None:
+    for call in (
+        lambda: store.image(image_id),
+        lambda: store.delete_image(image_id),
+        lambda: store.feature(image_id, *LOCAL),
+        lambda: store.add_features(image_id, []),
+    ):
+        with pytest.raises(InvalidInput, match="image_id"):
+            call()

@@ -71,6 +71,9 @@ def test_unknown_individual_and_image_are_404(client: TestClient) -> None:
     assert_error(client.patch("/v1/individuals/nobody", json={"name": "x"}), 404)
     assert_error(client.delete("/v1/individuals/nobody"), 404)
     assert_error(client.get("/v1/images/999"), 404)
+    # Beyond SQLite's 64-bit integers: a malformed id, not a crash.
+    assert_error(client.get(f"/v1/images/{2**63}"), 400, "bad_request")
+    assert_error(client.delete(f"/v1/images/{2**63}"), 400, "bad_request")
     assert_error(client.delete("/v1/images/999"), 404)
     assert_error(client.post("/v1/individuals/nobody/images", files=files(photo("HW-1", 3))), 404)
 
