@@ -4,6 +4,9 @@
 #
 #   docker build -t whaleid .
 #   docker run -p 8000:8000 -v whaleid-data:/data whaleid
+#   # with the exported deep models (see models/README.md):
+#   docker run -p 8000:8000 -v whaleid-data:/data -v "$PWD/models:/models:ro" \
+#       -e WHALEID_MODELS=/models whaleid
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

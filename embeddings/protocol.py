@@ -45,3 +45,14 @@ class Extractor(Protocol):
     kind: FeatureKind
 
     def extract(self, photo: Photo) -> LocalFeatures | GlobalEmbedding: ...
+
+
+@runtime_checkable
+class GlobalExtractor(Protocol):
+    """An extractor of one `dim`-long unit vector per photo (a deep embedder)."""
+
+    name: str
+    version: str
+    dim: int
+
+    def extract(self, photo: Photo) -> GlobalEmbedding: ...

@@ -27,6 +27,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     blurred or tiny photos hold too little texture for any match to mean anything."""
     calibration_queries: int = 300
     """Gallery images queried against the rest of the gallery to fit the calibration."""
+    deep_neighbours: int = 100
+    """Nearest deep-embedding entries (photos and centroids) read per query; the
+    individuals among them form the deep shortlist."""
+    deep_exact_max: int = 50_000
+    """Up to this many deep entries the embedding search is exact; above, HNSW."""
     top_k: int = 5
     """Candidates returned by default."""
     search_threads: int = 1

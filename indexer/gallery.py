@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -27,9 +27,11 @@ import numpy as np
 
 from embeddings.keypoints import KeypointConfig, RootSiftExtractor
 from embeddings.photo import Photo
-from embeddings.protocol import LocalFeatures
+from embeddings.protocol import GlobalEmbedding, GlobalExtractor, LocalFeatures
 from indexer.calibration import Calibration, fit_isotonic
+from indexer.centroids import CentroidRow
 from indexer.config import EngineConfig
+from indexer.deep_search import DeepHit, DeepSearch
 from indexer.descriptor_index import DescriptorIndex
 from indexer.files import replacing
 from indexer.results import (
@@ -40,7 +42,15 @@ from indexer.results import (
     Identification,
 )
 from indexer.scoring import image_scores, lnbnn_votes, verify
-from indexer.store import DATABASE_FILE, Conflict, Individual, NewImage, NotFound, Store
+from indexer.store import (
+    DATABASE_FILE,
+    Conflict,
+    Individual,
+    NewImage,
+    NotFound,
+    Store,
+    StoreError,
+)
 
 __all__ = ["Gallery", "Progress", "RankedImage"]
 
@@ -97,10 +107,19 @@ class Gallery:
         index_dir: Path,
         extractor: RootSiftExtractor,
         engine: EngineConfig,
+        embedder: GlobalExtractor | None = None,
     ) -> None:
         self.store = store
         self.extractor = extractor
         self.engine = engine
+        self.embedder = embedder
+        self._deep = (
+            None
+            if embedder is None
+            else DeepSearch(
+                store, embedder.name, embedder.version, embedder.dim, engine.deep_exact_max
+            )
+        )
         self._index_dir = index_dir
         self._lock = threading.RLock()
         self._index = DescriptorIndex(128, engine.exact_search_max, engine.nprobe)
@@ -119,11 +138,14 @@ class Gallery:
         *,
         features: KeypointConfig | None = None,
         engine: EngineConfig | None = None,
+        embedder: GlobalExtractor | None = None,
         progress: Progress | None = None,
     ) -> Gallery:
         """Open (creating if needed) the gallery stored in `data_dir`.
 
         A missing or stale index is rebuilt from the database before this returns.
+        With an `embedder` (a deep model), photos are also searched by their embeddings,
+        beside any imported centroids of that model, and the two kinds of evidence fused.
         """
         data_dir = Path(data_dir)
         engine = engine or EngineConfig()
@@ -135,6 +157,7 @@ class Gallery:
                 data_dir / _INDEX_DIR,
                 RootSiftExtractor(features),
                 engine,
+                embedder,
             )
             gallery._load(progress)
         except BaseException:
@@ -179,10 +202,18 @@ class Gallery:
 
     @property
     def index_version(self) -> str:
-        """Identifies the searchable state: extractor version, epoch and last feature."""
-        return (
+        """Identifies the searchable state: extractor version, epoch and last feature,
+        and the deep model's version when one is loaded."""
+        version = (
             f"{self.extractor.name}-{self.extractor.version}/e{self._epoch}/f{self._max_feature_id}"
         )
+        if self._deep is not None:
+            version += f"+{self._deep.model}-{self._deep.version}"
+        return version
+
+    @property
+    def deep_calibration(self) -> Calibration | None:
+        return None if self._deep is None else self._deep.calibration
 
     @property
     def calibration(self) -> Calibration:
@@ -195,6 +226,8 @@ class Gallery:
                 images=len(self._entries),
                 descriptors=self._index.size,
                 stored_images=self.store.count_images(),
+                embeddings=0 if self._deep is None else self._deep.photos,
+                centroids=0 if self._deep is None else self._deep.centroids,
             )
 
     # ------------------------------------------------------------------ writes
@@ -219,14 +252,16 @@ class Gallery:
             features: already extracted features of this photo (saves extracting twice).
         """
         existing = self.store.image_by_sha256(photo.sha256)
-        if existing is not None and existing.id in self._entries:
+        if existing is not None and self._complete(existing.id):
             return EnrolResult(
                 image_id=existing.id, individual_id=existing.individual_id, created=False
             )
         if features is None:
             features = self.extractor.extract(photo)
+        embedding = None if self.embedder is None else self.embedder.extract(photo)
         if existing is not None:
-            # Stored under older extractor settings: give it the current features.
+            # Stored under older extractor settings or before the deep model was
+            # installed: give it what it lacks.
             with self._lock:
                 if self.store.add_features(
                     existing.id, [(self.extractor.name, self.extractor.version, features)]
@@ -234,6 +269,8 @@ class Gallery:
                     self._index_new(
                         existing.id, existing.individual_id, existing.source_name, features
                     )
+                if embedding is not None:
+                    self._embed_new(existing.id, existing.individual_id, embedding)
             return EnrolResult(
                 image_id=existing.id, individual_id=existing.individual_id, created=False
             )
@@ -248,12 +285,17 @@ class Gallery:
             latitude=photo.latitude,
             longitude=photo.longitude,
         )
+        extracted: list[tuple[str, str, LocalFeatures | GlobalEmbedding]] = [
+            (self.extractor.name, self.extractor.version, features)
+        ]
+        if embedding is not None and self.embedder is not None:
+            extracted.append((self.embedder.name, self.embedder.version, embedding))
         with self._lock:
-            image_id, created = self.store.add_image(
-                record, species, [(self.extractor.name, self.extractor.version, features)]
-            )
+            image_id, created = self.store.add_image(record, species, extracted)
             if created:
                 self._index_new(image_id, individual_id, source_name, features)
+                if embedding is not None and self._deep is not None:
+                    self._deep.add(image_id, individual_id, embedding.vector)
         if not created:
             stored = self.store.image(image_id)
             individual_id = stored.individual_id if stored else individual_id
@@ -272,13 +314,31 @@ class Gallery:
         if not self._index.approximate and self._index.size > self.engine.exact_search_max:
             self._build_index(None)
 
+    def _complete(self, image_id: int) -> bool:
+        """Whether a stored photo has every kind of features the gallery searches."""
+        if image_id not in self._entries:
+            return False
+        return self._deep is None or self._deep.vector(image_id) is not None
+
+    def _embed_new(self, image_id: int, individual_id: str, embedding: GlobalEmbedding) -> None:
+        """Store and index a deep embedding of an already stored photo (caller holds the
+        lock)."""
+        if self.embedder is None or self._deep is None:
+            return
+        if self.store.add_features(
+            image_id, [(self.embedder.name, self.embedder.version, embedding)]
+        ):
+            self._deep.add(image_id, individual_id, embedding.vector)
+
     def rebuild(self, progress: Progress | None = None) -> None:
-        """Rebuild the index from the database and refit the calibration."""
+        """Rebuild the indexes from the database and refit the calibrations."""
         with self._lock:
             self._build_index(progress)
             self._calibration = self._fit_calibration()
             self._dirty = True
             self.save()
+            if self._deep is not None:
+                self._deep.build()
 
     # ------------------------------------------------------------------ catalogue
 
@@ -358,14 +418,36 @@ class Gallery:
         with self._lock:
             image_ids = [i for i, e in self._entries.items() if e.individual_id == individual_id]
             deleted = self.store.delete_individual(individual_id)
+            if self._deep is not None:
+                self._deep.forget_individual(individual_id)
             self._forget(image_ids)
             return deleted
+
+    def import_centroids(self, rows: Sequence[CentroidRow]) -> int:
+        """Make `rows` the deep model's centroids, searchable beside enrolled photos.
+
+        Returns:
+            How many were stored.
+
+        Raises:
+            StoreError: no deep model is loaded (centroids are only comparable with the
+                embeddings of the model they come from), or invalid rows.
+        """
+        if self.embedder is None or self._deep is None:
+            raise StoreError("no deep embedder is loaded: install its model folder first")
+        with self._lock:
+            stored = self.store.replace_centroids(self.embedder.name, self.embedder.version, rows)
+            self._deep.build()
+            self._follow_epoch()
+            return stored
 
     def _relabel(self, old_id: str, new_id: str) -> None:
         """Mirror a relabelling already committed to the database (caller holds the lock)."""
         for image_id, entry in list(self._entries.items()):
             if entry.individual_id == old_id:
                 self._entries[image_id] = msgspec.structs.replace(entry, individual_id=new_id)
+        if self._deep is not None:
+            self._deep.relabel(old_id, new_id)
         self._follow_epoch()
 
     def _forget(self, image_ids: list[int]) -> None:
@@ -373,6 +455,8 @@ class Gallery:
         for image_id in image_ids:
             if self._entries.pop(image_id, None) is not None:
                 self._index.remove(image_id)
+        if self._deep is not None:
+            self._deep.forget(image_ids)
         self._follow_epoch()
 
     def _follow_epoch(self) -> None:
@@ -384,31 +468,52 @@ class Gallery:
     # ------------------------------------------------------------------ reads
 
     def identify(self, photo: Photo, *, top_k: int | None = None) -> Identification:
-        """Rank the gallery's individuals for a photo and decide match or new individual."""
+        """Rank the gallery's individuals for a photo and decide match or new individual.
+
+        With a deep model, the individuals nearest by embedding (photos or centroids)
+        form a shortlist whose best photos local-feature verification checks too, and
+        each candidate's probability fuses both kinds of evidence (see `answer`).
+        """
         started = time.perf_counter()
         features = self.extractor.extract(photo)
-        extracted = time.perf_counter()
+        timings = {"features": 1000 * (time.perf_counter() - started)}
+        deep_hits: dict[str, DeepHit] | None = None
+        if self.embedder is not None and self._deep is not None:
+            embedding_started = time.perf_counter()
+            vector = self.embedder.extract(photo).vector
+            timings["embedding"] = 1000 * (time.perf_counter() - embedding_started)
+            with self._lock:
+                deep_hits = self._deep.search(vector, self.engine.deep_neighbours)
+        search_started = time.perf_counter()
         enough = len(features.descriptors) >= self.engine.min_query_features
-        ranked = self.rank(features) if enough else []
-        searched = time.perf_counter()
-        answer = self.answer(ranked, top_k=top_k)
-        if not enough:
+        shortlisted = list(deep_hits.values())[: self.engine.shortlist] if deep_hits else []
+        verify_also = [hit.image_id for hit in shortlisted if hit.image_id is not None]
+        ranked = self.rank(features, verify_also=verify_also) if enough else []
+        answer = self.answer(ranked, top_k=top_k, deep_hits=deep_hits)
+        timings["search"] = 1000 * (time.perf_counter() - search_started)
+        # Without a deep model, a photo too bare for local features has no evidence at
+        # all; with one, its embedding still is evidence.
+        if not enough and deep_hits is None:
             answer = msgspec.structs.replace(answer, decision="low_confidence")
-        timings = {
-            "features": 1000 * (extracted - started),
-            "search": 1000 * (searched - extracted),
-        }
         return msgspec.structs.replace(answer, timings_ms=timings)
 
-    def rank(self, features: LocalFeatures, *, exclude: Iterable[int] = ()) -> list[RankedImage]:
+    def rank(
+        self,
+        features: LocalFeatures,
+        *,
+        exclude: Iterable[int] = (),
+        verify_also: Iterable[int] = (),
+    ) -> list[RankedImage]:
         """Score gallery photos against query features, best first.
 
-        Shortlisted photos (the best by LNBNN) are spatially verified, and every photo is
-        ranked by `RankedImage.score`.
+        Shortlisted photos (the best by LNBNN, and `verify_also`) are spatially verified,
+        and every photo is ranked by `RankedImage.score`.
 
         Args:
             features: the query's local features.
             exclude: photo ids to leave out, as if not enrolled (leave-one-out).
+            verify_also: photo ids to verify even if LNBNN does not shortlist them (the
+                deep model's shortlist); only photos with votes can verify.
         """
         k = self.engine.neighbours
         excluded = set(exclude)
@@ -429,6 +534,7 @@ class Gallery:
         votes = lnbnn_votes(distances, image_ids, keypoints, k)
         scores = image_scores(votes)
         shortlist = sorted(scores, key=scores.__getitem__, reverse=True)[: self.engine.shortlist]
+        shortlist += [i for i in verify_also if i in scores and i not in shortlist]
         query_points = features.keypoints[:, :2]
         verified: dict[int, tuple[float, int]] = {}
         for image_id in shortlist:
@@ -459,12 +565,27 @@ class Gallery:
         ranked.sort(key=lambda r: r.score, reverse=True)
         return ranked
 
-    def answer(self, ranked: list[RankedImage], *, top_k: int | None = None) -> Identification:
-        """Group ranked photos into individuals (each scored by its best photo) and decide."""
+    def answer(
+        self,
+        ranked: list[RankedImage],
+        *,
+        top_k: int | None = None,
+        deep_hits: dict[str, DeepHit] | None = None,
+    ) -> Identification:
+        """Group ranked photos into individuals (each scored by its best photo) and decide.
+
+        With `deep_hits` (the deep search's best hit per individual), each individual's
+        probability is the mean of its calibrated local-feature probability and its
+        calibrated embedding probability (WildFusion, Cermak et al. 2024: calibrate each
+        score, then average). An individual with no photo holding local features (a
+        centroid) has only the embedding probability; one the deep search did not reach
+        is given the probability of the lowest cosine it read, an upper bound.
+        """
         top_k = top_k or self.engine.top_k
         with self._lock:
             entries = self._entries
             calibration = self._calibration
+            deep_calibration = self.deep_calibration
             index_version = self.index_version
         best: dict[str, tuple[RankedImage, _Entry]] = {}
         for item in ranked:
@@ -472,32 +593,62 @@ class Gallery:
             # A photo deleted since it was ranked is no longer evidence.
             if entry is not None and entry.individual_id not in best:
                 best[entry.individual_id] = (item, entry)
-        candidates = []
-        for individual, (item, entry) in list(best.items())[:top_k]:
-            row = self.store.individual(individual)
-            candidates.append(
-                Candidate(
-                    individual_id=individual,
-                    species=row.species if row else None,
-                    probability=calibration.probability(item.score),
-                    score=item.score,
-                    evidence=Evidence(
-                        image_id=item.image_id,
-                        source_name=entry.source_name,
-                        inliers=item.inliers,
-                    ),
-                )
-            )
+        probabilities = {
+            name: calibration.probability(item.score) for name, (item, _) in best.items()
+        }
+        if deep_hits is not None and deep_calibration is not None:
+            probabilities = _fused(probabilities, deep_hits, deep_calibration, entries)
+        order = sorted(probabilities, key=probabilities.__getitem__, reverse=True)[:top_k]
+        candidates = [
+            self._candidate(name, probabilities[name], best.get(name), (deep_hits or {}).get(name))
+            for name in order
+        ]
         matched = bool(candidates) and (
             candidates[0].probability >= self.engine.new_individual_threshold
         )
+        fitted = calibration.fitted and (deep_calibration is None or deep_calibration.fitted)
         return Identification(
             candidates=candidates,
             decision="match" if matched else "new_individual",
             extractor=f"{self.extractor.name}-{self.extractor.version}",
             index_version=index_version,
-            calibrated=calibration.fitted,
+            calibrated=fitted,
             timings_ms={},
+            models=[]
+            if self.embedder is None
+            else [f"{self.embedder.name}-{self.embedder.version}"],
+        )
+
+    def _candidate(
+        self,
+        individual: str,
+        probability: float,
+        local: tuple[RankedImage, _Entry] | None,
+        hit: DeepHit | None,
+    ) -> Candidate:
+        row = self.store.individual(individual)
+        if local is not None:
+            item, entry = local
+            evidence = Evidence(
+                image_id=item.image_id, source_name=entry.source_name, inliers=item.inliers
+            )
+        elif hit is not None and hit.image_id is not None:
+            stored = self.store.image(hit.image_id)
+            evidence = Evidence(
+                image_id=hit.image_id,
+                source_name=stored.source_name if stored else "",
+                inliers=0,
+            )
+        else:
+            model = self.embedder.name if self.embedder else "deep model"
+            evidence = Evidence(image_id=None, source_name=f"{model} centroid", inliers=0)
+        return Candidate(
+            individual_id=individual,
+            species=row.species if row else None,
+            probability=probability,
+            score=local[0].score if local else 0.0,
+            similarity=None if hit is None else hit.cosine,
+            evidence=evidence,
         )
 
     def features_of(self, image_id: int) -> LocalFeatures | None:
@@ -567,6 +718,8 @@ class Gallery:
                 self._max_feature_id = max(self._max_feature_id, row.id)
                 self._dirty = True
         self.save()
+        if self._deep is not None:
+            self._deep.build()
 
     def _labels_and_sources(self) -> tuple[dict[int, str], dict[int, str]]:
         return self.store.image_labels(), self.store.image_sources()
@@ -631,6 +784,30 @@ class Gallery:
             np.asarray(negatives),
             self.engine.inlier_weight * _UNFITTED_HALF_VERIFIED,
         )
+
+
+def _fused(
+    local: dict[str, float],
+    deep_hits: dict[str, DeepHit],
+    deep_calibration: Calibration,
+    entries: dict[int, _Entry],
+) -> dict[str, float]:
+    """Mean of the calibrated local and deep probabilities of every individual either
+    search found (see `Gallery.answer`)."""
+    with_photos = {entry.individual_id for entry in entries.values()}
+    floor = min((hit.cosine for hit in deep_hits.values()), default=-1.0)
+    fused = {}
+    for name in list(local) + [n for n in deep_hits if n not in local]:
+        hit = deep_hits.get(name)
+        deep = deep_calibration.probability(hit.cosine if hit else floor)
+        if name in local:
+            fused[name] = (local[name] + deep) / 2
+        elif name in with_photos:
+            # Searched by local features and nothing matched: zero local evidence.
+            fused[name] = (0.0 + deep) / 2
+        else:
+            fused[name] = deep
+    return fused
 
 
 def _drop(

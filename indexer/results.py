@@ -13,7 +13,8 @@ Decision = Literal["match", "new_individual", "low_confidence"]
 class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     """Why a candidate ranks where it does: its best gallery image."""
 
-    image_id: int
+    image_id: int | None
+    """None when the evidence is a deep model's centroid, not a photo."""
     source_name: str
     inliers: int
 
@@ -24,8 +25,11 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     probability: float
     """Calibrated probability that the query shows this individual."""
     score: float
-    """Raw matcher score (comparable only within one extractor and gallery)."""
+    """Raw local-feature matcher score (comparable only within one extractor and
+    gallery); 0 when only the deep model found the individual."""
     evidence: Evidence
+    similarity: float | None = None
+    """Cosine similarity of the deep embeddings; None without a deep model."""
 
 
 class Identification(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,6 +40,8 @@ class Identification(msgspec.Struct, frozen=True, kw_only=True):
     calibrated: bool
     """False until the gallery has enough labelled photos to fit probabilities."""
     timings_ms: dict[str, float]
+    models: list[str] = []
+    """Deep models (name-version) that contributed; empty on the weight-free path."""
 
 
 class EnrolResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,6 +57,10 @@ class GalleryStats(msgspec.Struct, frozen=True, kw_only=True):
     images: int
     """Searchable photos: those with features of the current extractor settings."""
     descriptors: int
+    embeddings: int = 0
+    """Photos searchable by a deep model's embedding."""
+    centroids: int = 0
+    """Individuals' deep-model centroids (imported ArcFace class weights)."""
     stored_images: int = 0
     """Photos in the database. More than `images` after the extractor settings changed:
     the others must be enrolled again from their files to become searchable."""

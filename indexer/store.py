@@ -42,7 +42,7 @@ __all__ = [
     "StoreError",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DATABASE_FILE = "whaleid.sqlite3"
 """The database's file name inside a data folder."""
 """Stored in `PRAGMA user_version`; bump it with a migration when the schema changes."""
@@ -104,6 +104,23 @@ _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
     f"INSERT INTO meta(key, value) VALUES ('{_EPOCH_KEY}', '0')",
 )
+# Statements that bring a database of version N-1 to version N.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # ArcFace class centroids: an individual known to a deep model without any photo in
+    # this gallery. No cascade: renames and merges move centroids explicitly.
+    2: (
+        """
+        CREATE TABLE centroids (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            individual_id TEXT NOT NULL REFERENCES individuals(id),
+            model TEXT NOT NULL,
+            version TEXT NOT NULL,
+            vector BLOB NOT NULL
+        )
+        """,
+        "CREATE INDEX centroids_model ON centroids(model, version, id)",
+    ),
+}
 
 
 class StoreError(Exception):
@@ -527,13 +544,8 @@ class Store:
                 " SELECT ?, species, name, created_at FROM individuals WHERE id = ?",
                 (new_id, old_id),
             )
-            moved = conn.execute(
-                "UPDATE images SET individual_id = ? WHERE individual_id = ?",
-                (new_id, old_id),
-            ).rowcount
+            _move_individual(conn, old_id, new_id)
             conn.execute("DELETE FROM individuals WHERE id = ?", (old_id,))
-            if moved:
-                _bump_epoch(conn)
 
     def merge_individuals(self, source_id: str, target_id: str) -> int:
         """Relabel every image of `source_id` as `target_id`, then delete `source_id`.
@@ -560,13 +572,8 @@ class Store:
                 " WHERE id = ?",
                 (source_id, source_id, target_id),
             )
-            moved = conn.execute(
-                "UPDATE images SET individual_id = ? WHERE individual_id = ?",
-                (target_id, source_id),
-            ).rowcount
+            moved = _move_individual(conn, source_id, target_id)
             conn.execute("DELETE FROM individuals WHERE id = ?", (source_id,))
-            if moved:
-                _bump_epoch(conn)
         return int(moved)
 
     def delete_individual(self, individual_id: str) -> int:
@@ -584,8 +591,11 @@ class Store:
             deleted = conn.execute(
                 "DELETE FROM images WHERE individual_id = ?", (individual_id,)
             ).rowcount
+            centroids = conn.execute(
+                "DELETE FROM centroids WHERE individual_id = ?", (individual_id,)
+            ).rowcount
             conn.execute("DELETE FROM individuals WHERE id = ?", (individual_id,))
-            if deleted:
+            if deleted or centroids:
                 _bump_epoch(conn)
         return int(deleted)
 
@@ -652,6 +662,69 @@ class Store:
                 (extractor, version),
             ).fetchone()
         return int(row[0])
+
+    # ------------------------------------------------------------------ centroids
+
+    def replace_centroids(
+        self, model: str, version: str, rows: Sequence[tuple[str, str | None, np.ndarray]]
+    ) -> int:
+        """Make `rows` the only centroids of `model`, in one transaction.
+
+        Individuals are created when absent; a species is recorded on an individual that
+        has none. Centroids of other versions of the model are removed: embeddings of
+        different weights are not comparable.
+
+        Args:
+            model: the embedder's name.
+            version: the embedder's version.
+            rows: (individual id, species or None, (D,) float32 unit vector).
+
+        Returns:
+            How many centroids were stored.
+
+        Raises:
+            InvalidInput: a bad id, a repeated individual, or a vector that is not finite
+                and unit length. Nothing is written.
+        """
+        _check_id("model", model)
+        _check_id("version", version)
+        encoded = []
+        seen: set[str] = set()
+        for i, (individual_id, species, vector) in enumerate(rows):
+            _check_individual_id(f"rows[{i}] individual_id", individual_id)
+            _check_optional_text(f"rows[{i}] species", species)
+            if individual_id in seen:
+                raise InvalidInput(f"rows[{i}]: individual {individual_id!r} given twice")
+            seen.add(individual_id)
+            blob = _encode_features([(model, version, GlobalEmbedding(vector=vector))])[0][-1]
+            encoded.append((individual_id, species, blob))
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO individuals(id, species, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET species = COALESCE(species, excluded.species)",
+                [(ident, species, _now()) for ident, species, _ in encoded],
+            )
+            removed = conn.execute("DELETE FROM centroids WHERE model = ?", (model,)).rowcount
+            conn.executemany(
+                "INSERT INTO centroids(individual_id, model, version, vector) VALUES (?, ?, ?, ?)",
+                [(ident, model, version, blob) for ident, _, blob in encoded],
+            )
+            if removed:
+                _bump_epoch(conn)
+        return len(encoded)
+
+    def centroids(self, model: str, version: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """The model's centroids: ids (N,) int64, individual ids, vectors (N, D) float32."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT id, individual_id, vector FROM centroids"
+                " WHERE model = ? AND version = ? ORDER BY id",
+                (model, version),
+            ).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = [np.frombuffer(r[2], dtype=_F32) for r in rows]
+        stacked = np.stack(vectors).astype(np.float32) if vectors else np.empty((0, 0), np.float32)
+        return ids, [r[1] for r in rows], stacked
 
     # ------------------------------------------------------------------ meta
 
@@ -741,12 +814,30 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
         if version == 0:
             for statement in _SCHEMA:
                 conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            version = 1
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target]:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _move_individual(conn: sqlite3.Connection, old_id: str, new_id: str) -> int:
+    """Relabel images and centroids; bumps the epoch if anything moved. Returns the
+    number of images moved."""
+    moved = conn.execute(
+        "UPDATE images SET individual_id = ? WHERE individual_id = ?", (new_id, old_id)
+    ).rowcount
+    centroids = conn.execute(
+        "UPDATE centroids SET individual_id = ? WHERE individual_id = ?", (new_id, old_id)
+    ).rowcount
+    if moved or centroids:
+        _bump_epoch(conn)
+    return int(moved)
 
 
 def _bump_epoch(conn: sqlite3.Connection) -> None:

@@ -26,6 +26,7 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from embeddings.registry import LoadedModels, load_models
 from indexer.gallery import Gallery
 from service.config import Settings
 from service.errors import handle_error
@@ -70,15 +71,21 @@ class _MeterRequests(ASGIMiddleware):
 async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     """Open the gallery for the app's lifetime; closing it saves the derived index."""
     settings: Settings = app.state.settings
+    models: LoadedModels | None = app.state.models
+    if models is None:
+        models = await anyio.to_thread.run_sync(
+            load_models, settings.models_dir, settings.model_threads
+        )
     gallery = await anyio.to_thread.run_sync(
         partial(
             Gallery.open,
             Path(settings.data_dir),
             features=settings.features,
             engine=settings.engine,
+            embedder=models.embedder,
         )
     )
-    app.state.runtime = Runtime(settings, gallery, Metrics())
+    app.state.runtime = Runtime(settings, gallery, Metrics(), models)
     try:
         yield
     finally:
@@ -89,12 +96,15 @@ def _provide_runtime(state: State) -> Runtime:
     return state.runtime
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, models: LoadedModels | None = None) -> Litestar:
     """Build the service.
 
     Args:
         settings: the configuration; the gallery in `settings.data_dir` is opened when
             the app starts and closed when it stops.
+        models: deep models already loaded (so `whaleid serve` reports a damaged model
+            in one line before starting); None loads those of `settings.models_dir` when
+            the app starts.
 
     Returns:
         The app, ready for uvicorn or Litestar's TestClient.
@@ -139,7 +149,7 @@ def create_app(settings: Settings) -> Litestar:
         else None,
         exception_handlers={Exception: handle_error},
         lifespan=[_lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "models": models}),
         request_max_body_size=settings.max_upload_bytes + identify.MULTIPART_OVERHEAD,
         openapi_config=OpenAPIConfig(title="whaleid", version="1"),
     )

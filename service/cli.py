@@ -21,6 +21,7 @@ import msgspec
 from tqdm import tqdm
 
 from embeddings.images import load_photo_file
+from embeddings.model_files import ModelFileError
 from embeddings.photo import ImageError
 from indexer.manifest import ManifestEntry, ManifestError, read_entries
 from indexer.store import DATABASE_FILE, InvalidInput, StoreError
@@ -71,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"bad photo source: {exc}", EXIT_FAILED)
     except StoreError as exc:
         return _fail(f"database error: {exc}", EXIT_FAILED)
+    except ModelFileError as exc:
+        return _fail(f"model error: {exc}", EXIT_FAILED)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
 
@@ -154,6 +157,31 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _import_centroids(args: argparse.Namespace, settings: Settings) -> int:
+    """Put the ArcFace class centroids of the installed embedder's checkpoint into the
+    gallery, so its individuals are found beside the enrolled ones."""
+    from embeddings.model_files import sha256_of
+    from indexer.centroids import read_centroids
+
+    with _gallery(settings) as gallery:
+        embedder = gallery.embedder
+        if embedder is None:
+            raise CommandError(
+                f"no ArcFace model in {settings.models_dir}: export it there first"
+                " (scripts/export_onnx.py), then import its centroids"
+            )
+        expected = getattr(embedder, "checkpoint_sha256", None)
+        if expected is not None and sha256_of(args.checkpoint) != expected:
+            raise CommandError(
+                f"{args.checkpoint} is not the checkpoint the installed model was exported"
+                " from (sha256 differs): its centroids would not match the embeddings"
+            )
+        rows = read_centroids(args.checkpoint, args.classes, args.species_map)
+        stored = gallery.import_centroids(rows)
+    print(f"imported {stored} centroids of {embedder.name}-{embedder.version}")
+    return EXIT_OK
+
+
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     """Run the leave-one-out protocol of ../shared/data/README.md on manifests, enrolled
     together as one gallery."""
@@ -186,12 +214,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the HTTP service until interrupted."""
     import uvicorn
 
+    from embeddings.registry import load_models
     from service.app import create_app
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = msgspec.structs.replace(settings, **overrides)
+    models = load_models(settings.models_dir, settings.model_threads)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, models),
         host=settings.host,
         port=settings.port,
         access_log=settings.access_log,
@@ -209,6 +239,8 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
         ("photos", stats.stored_images),
         ("searchable", stats.images),
         ("descriptors", stats.descriptors),
+        ("embeddings", stats.embeddings),
+        ("centroids", stats.centroids),
     ]
     for label, value in rows:
         print(f"{label:<12} {value}")
@@ -354,13 +386,19 @@ def _fail(message: str, code: int) -> int:
 
 def _open_gallery(settings: Settings) -> Gallery:
     """Open the gallery; a missing or stale index is rebuilt first, with a progress bar."""
+    from embeddings.registry import load_models
     from indexer.gallery import Gallery  # loads FAISS; only the commands that search pay
 
     data_dir = Path(settings.data_dir)
+    models = load_models(settings.models_dir, settings.model_threads)
     try:
         with _progress("index", "image") as progress:
             return Gallery.open(
-                data_dir, features=settings.features, engine=settings.engine, progress=progress
+                data_dir,
+                features=settings.features,
+                engine=settings.engine,
+                embedder=models.embedder,
+                progress=progress,
             )
     except OSError as exc:  # e.g. the data folder is a file, or not writable
         raise CommandError(
@@ -480,6 +518,15 @@ def _parser() -> argparse.ArgumentParser:
         "rebuild", parents=[common], help="rebuild the index from the database"
     )
     rebuild.set_defaults(command=_rebuild)
+    centroids = index_commands.add_parser(
+        "import-centroids",
+        parents=[common],
+        help="import the ArcFace centroids of the installed embedder's checkpoint",
+    )
+    centroids.add_argument("checkpoint", type=Path, help="the checkpoint (.ckpt) exported")
+    centroids.add_argument("classes", type=Path, help="encoder_classes.npy: id of each row")
+    centroids.add_argument("species_map", type=Path, help="CSV with individual_id,species")
+    centroids.set_defaults(command=_import_centroids)
 
     evaluate = commands.add_parser(
         "evaluate",

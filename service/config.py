@@ -31,6 +31,7 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "WHALEID_WORKERS": "workers",
     "WHALEID_MAX_UPLOAD_BYTES": "max_upload_bytes",
     "WHALEID_API_KEY": "api_key",
+    "WHALEID_MODELS": "models_dir",
 }
 """Environment variable -> the `Settings` field it overrides."""
 
@@ -86,6 +87,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cors_origins: list[str] = []
     """Web origins allowed to call the API from a browser, e.g.
     `["https://catalogue.example.org"]`; empty sends no CORS headers."""
+    models_dir: str | None = None
+    """Folder of the exported deep models (`arcface-effb4/`, `clip-gate/`; see
+    models/README.md), e.g. "./models". None (the default): no deep model, identification
+    is weight-free. A model whose folder is absent is not used, and answers say so; a
+    damaged model folder stops start-up with an error naming the file.
+    Env: `WHALEID_MODELS`."""
+    model_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """ONNX Runtime threads per model call; 0 lets it use every core."""
     features: KeypointConfig = KeypointConfig()
     """RootSIFT extractor settings (TOML table `[features]`)."""
     engine: EngineConfig = EngineConfig()

@@ -14,21 +14,32 @@ from pathlib import PurePosixPath
 from typing import TypeVar
 
 import anyio.to_thread
+import msgspec
 from anyio import CapacityLimiter
 from litestar.datastructures import UploadFile
 
 from embeddings.images import load_photo
 from embeddings.photo import ImageError
+from embeddings.registry import LoadedModels
 from indexer.gallery import Gallery
 from service.config import Settings
 from service.errors import PayloadTooLarge
 from service.metrics import Metrics
-from service.schemas import ExtractorInfo, IdentifyResponse, RejectionReason
+from service.schemas import (
+    FUSED,
+    GATE_NOT_APPLIED,
+    WEIGHT_FREE,
+    ExtractorInfo,
+    GateResult,
+    IdentifyResponse,
+    RejectionReason,
+)
 
 __all__ = ["Runtime", "file_name", "read_limited"]
 
 _T = TypeVar("_T")
 _LOW_CONFIDENCE = "too little texture to match: the photo is blank, blurred or too small"
+_NO_CETACEAN = "the gate found no whale or dolphin in the photo"
 
 
 class Runtime:
@@ -40,10 +51,25 @@ class Runtime:
         metrics: where requests and rejections are counted.
     """
 
-    def __init__(self, settings: Settings, gallery: Gallery, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        gallery: Gallery,
+        metrics: Metrics,
+        models: LoadedModels | None = None,
+    ) -> None:
         self.settings = settings
         self.gallery = gallery
         self.metrics = metrics
+        self.models = models or LoadedModels()
+        self.identification = WEIGHT_FREE if gallery.embedder is None else FUSED
+        gate = self.models.gate
+        self.gate_description = (
+            f"applied: {gate.name}-{gate.version}, threshold {gate.threshold:.3f}"
+            f" ({gate.calibration})"
+            if gate
+            else GATE_NOT_APPLIED.detail
+        )
         self.extractor = ExtractorInfo(
             name=gallery.extractor.name, version=gallery.extractor.version
         )
@@ -70,8 +96,28 @@ class Runtime:
         except ImageError as exc:
             return self.rejected(name, exc.reason, exc.message, started)
         decoded = time.perf_counter()
+        timings = {"decode": (decoded - started) * 1000}
+        gate = GATE_NOT_APPLIED
+        if self.models.gate is not None:
+            check = self.models.gate.check(photo)
+            timings["gate"] = (time.perf_counter() - decoded) * 1000
+            gate = GateResult(
+                applied=True,
+                score=check.score,
+                detail=f"{self.models.gate.name}-{self.models.gate.version},"
+                f" threshold {check.threshold:.3f}",
+            )
+            if not check.passed:
+                rejected = self.rejected(name, "not_a_marine_mammal", _NO_CETACEAN, started)
+                return msgspec.structs.replace(
+                    rejected,
+                    gate=gate,
+                    timings_ms=timings,
+                    bbox=[0, 0, photo.width, photo.height],
+                    identification=self.identification,
+                )
         answer = self.gallery.identify(photo, top_k=top_k)
-        timings = {"decode": (decoded - started) * 1000, **answer.timings_ms}
+        timings.update(answer.timings_ms)
         timings["total"] = (time.perf_counter() - started) * 1000
         low_confidence = answer.decision == "low_confidence"
         if low_confidence:
@@ -87,6 +133,9 @@ class Runtime:
             index_version=answer.index_version,
             calibrated=answer.calibrated,
             bbox=[0, 0, photo.width, photo.height],
+            gate=gate,
+            models=answer.models,
+            identification=self.identification,
         )
 
     def rejected(

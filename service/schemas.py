@@ -37,6 +37,8 @@ __all__ = [
 
 WEIGHT_FREE = "weight-free (RootSIFT + spatial verification)"
 """How photos are identified while no deep model is loaded."""
+FUSED = "ArcFace embedding shortlist + RootSIFT verification, calibrated and fused"
+"""How photos are identified with the deep embedder loaded."""
 
 RejectionReason = Literal[
     "not_a_marine_mammal", "low_confidence", "corrupted_image", "unsupported_format", "too_large"
@@ -64,9 +66,10 @@ class ReadyResponse(msgspec.Struct, frozen=True, kw_only=True):
     counts: GalleryStats
     extractor: ExtractorInfo
     models: list[str] = []
-    """Deep models loaded; none in this version."""
+    """Deep models loaded, as name-version; empty on the weight-free path."""
     identification: str = WEIGHT_FREE
     gate: str = "not applied: no gate model loaded"
+    """The gate model and threshold when loaded."""
 
 
 class GateResult(msgspec.Struct, frozen=True, kw_only=True):

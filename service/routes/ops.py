@@ -41,6 +41,9 @@ async def ready(runtime: NamedDependency[Runtime]) -> ReadyResponse:
         database=str(Path(runtime.gallery.store.path).absolute()),
         counts=stats,
         extractor=runtime.extractor,
+        models=runtime.models.names,
+        identification=runtime.identification,
+        gate=runtime.gate_description,
     )
 
 
@@ -57,6 +60,7 @@ async def metrics(runtime: NamedDependency[Runtime]) -> Response[str]:
             ),
             "whaleid_gallery_images": ("Searchable photos", stats.images),
             "whaleid_gallery_descriptors": ("Local descriptors in the index", stats.descriptors),
+            "whaleid_gallery_centroids": ("Deep-model centroids in the index", stats.centroids),
         }
     )
     return Response(text, media_type=CONTENT_TYPE)

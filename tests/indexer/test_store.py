@@ -859,3 +859,73 @@ def test_image_ids_outside_sqlite_integers_are_refused(store: Store, image_id: o
     ):
         with pytest.raises(InvalidInput, match="image_id"):
             call()
+
+
+# ---------------------------------------------------------------------- centroids
+
+
+def centroid(seed: int, d: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=d).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_replace_centroids_creates_individuals_and_replaces_older_versions(store: Store) -> None:
+    store.upsert_individual("known", "beluga", None)
+    store.replace_centroids("arcface", "v1", [("known", "humpback_whale", centroid(0))])
+    epoch = store.epoch()
+
+    stored = store.replace_centroids(
+        "arcface", "v2", [("known", "humpback_whale", centroid(1)), ("fresh", "orca", centroid(2))]
+    )
+
+    assert stored == 2
+    ids, individuals, vectors = store.centroids("arcface", "v2")
+    assert individuals == ["known", "fresh"] and len(ids) == 2
+    assert np.allclose(vectors, [centroid(1), centroid(2)])
+    assert store.centroids("arcface", "v1")[1] == []
+    assert store.epoch() > epoch  # old centroids were removed: indexes must rebuild
+    assert store.individual("known").species == "beluga"  # an existing species stays
+    assert store.individual("fresh").species == "orca"
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([("a", None, np.ones(8, np.float32))], "unit L2 norm"),
+        ([("a", None, centroid(0)), ("a", None, centroid(1))], "given twice"),
+        ([("a/b", None, centroid(0))], "'/'"),
+    ],
+)
+def test_bad_centroids_write_nothing(store: Store, rows: list, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        store.replace_centroids("arcface", "v1", rows)
+    assert store.centroids("arcface", "v1")[1] == []
+    assert store.count_individuals() == 0
+
+
+def test_centroids_follow_renames_merges_and_deletes(store: Store) -> None:
+    store.replace_centroids("arcface", "v1", [("a", None, centroid(0)), ("b", None, centroid(1))])
+    store.rename_individual("a", "a2")
+    store.merge_individuals("b", "a2")
+    assert store.centroids("arcface", "v1")[1] == ["a2", "a2"]
+    store.delete_individual("a2")
+    assert store.centroids("arcface", "v1")[1] == []
+    assert store.individual("a2") is None
+
+
+def test_a_version_1_database_is_migrated_keeping_its_rows(db_path: Path) -> None:
+    with Store.open(db_path) as store:
+        image_id, _ = store.add_image(new_image(1), None, [(*LOCAL, local(5))])
+    conn = sqlite3.connect(db_path)
+    conn.execute("DROP TABLE centroids")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+    with Store.open(db_path) as store:
+        assert store.image(image_id) is not None
+        store.replace_centroids("arcface", "v1", [("A", None, centroid(0))])
+        assert store.centroids("arcface", "v1")[1] == ["A"]
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()

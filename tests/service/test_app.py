@@ -94,7 +94,14 @@ def test_ready_says_plainly_that_no_model_is_loaded(client: TestClient, tmp_path
     assert body["identification"] == WEIGHT_FREE
     assert body["extractor"]["name"] == "rootsift"
     assert body["extractor"]["version"]
-    assert body["counts"] == {"individuals": 0, "images": 0, "descriptors": 0, "stored_images": 0}
+    assert body["counts"] == {
+        "individuals": 0,
+        "images": 0,
+        "descriptors": 0,
+        "embeddings": 0,
+        "centroids": 0,
+        "stored_images": 0,
+    }
     assert Path(body["database"]).is_relative_to(tmp_path / "data")
     assert Path(body["database"]).is_file()
 

@@ -38,6 +38,7 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "WHALEID_PORT",
         "WHALEID_WORKERS",
         "WHALEID_MAX_UPLOAD_BYTES",
+        "WHALEID_MODELS",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -343,7 +344,10 @@ def test_identify_json_lines(
         "probability",
         "score",
         "evidence",
+        "similarity",
     }
+    assert known["candidates"][0]["similarity"] is None  # no deep model
+    assert known["models"] == []
     assert unknown["decision"] == "new_individual"
     assert corrupted["decision"] == "rejected"
     assert corrupted["rejection_reason"] == "corrupted_image"
