@@ -9,10 +9,13 @@ shape, and stays monotone: a higher score never means a lower probability.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Mapping
+
 import msgspec
 import numpy as np
 
-__all__ = ["Calibration", "fit_isotonic"]
+__all__ = ["Calibration", "calibration_queries", "fit_isotonic"]
 
 _MIN_PAIRS = 10
 """Fewer labelled scores than this of either class leave the gallery uncalibrated."""
@@ -103,3 +106,22 @@ def fit_isotonic(
         positives=len(positive),
         negatives=len(negative),
     )
+
+
+def calibration_queries(
+    labels: Mapping[int, str], limit: int, queryable: Callable[[int], bool] = lambda _: True
+) -> list[int]:
+    """The entries to query, leave-one-out, when fitting: those whose individual has
+    another entry to be found, `limit` at most (a fixed random sample, so refits of one
+    gallery agree).
+
+    Args:
+        labels: entry id -> individual id, for every entry that can be found.
+        limit: most queries.
+        queryable: which entries can be queries (a centroid has no photo to query with).
+    """
+    counts = Counter(labels.values())
+    ids = sorted(i for i, label in labels.items() if counts[label] > 1 and queryable(i))
+    if len(ids) > limit:
+        ids = sorted(np.random.default_rng(0).choice(ids, limit, replace=False).tolist())
+    return ids

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from embeddings.protocol import GlobalEmbedding
-from indexer.calibration import Calibration, fit_isotonic
+from indexer.calibration import Calibration, calibration_queries, fit_isotonic
+from indexer.config import EngineConfig
 from indexer.store import Store
 from indexer.vector_index import VectorIndex
 
@@ -27,7 +28,6 @@ CENTROID_BASE = 1 << 62
 # Until fitted: probability 0.5 at cosine 0.5. Same-individual ArcFace cosines are
 # mostly above that, different individuals mostly below (Deng et al. 2019, fig. 4).
 _UNFITTED_HALF_COSINE = 0.5
-_CALIBRATION_QUERIES = 300
 
 
 class DeepHit:
@@ -46,14 +46,16 @@ class DeepSearch:
     Not thread-safe on its own: the gallery calls it under its lock.
     """
 
-    def __init__(self, store: Store, model: str, version: str, dim: int, exact_max: int) -> None:
+    def __init__(
+        self, store: Store, model: str, version: str, dim: int, engine: EngineConfig
+    ) -> None:
         self.store = store
         self.model = model
         self.version = version
         self._dim = dim
-        self._exact_max = exact_max
+        self._engine = engine
         self._labels: dict[int, str] = {}
-        self._index = VectorIndex(dim, exact_max)
+        self._index = VectorIndex(dim, engine.deep_exact_max)
         self.calibration = Calibration.unfitted(_UNFITTED_HALF_COSINE)
 
     @property
@@ -81,7 +83,7 @@ class DeepSearch:
         all_vectors = [np.stack(vectors)] if vectors else []
         if len(centroid_ids):
             all_vectors.append(centroid_vectors)
-        self._index = VectorIndex(self._dim, self._exact_max)
+        self._index = VectorIndex(self._dim, self._engine.deep_exact_max)
         if all_vectors:
             self._index.add(
                 np.array(ids + (CENTROID_BASE + centroid_ids).tolist(), dtype=np.int64),
@@ -133,15 +135,9 @@ class DeepSearch:
 
     def _fit_calibration(self) -> Calibration:
         """Leave-one-out over enrolled photos: best true and best wrong cosine each."""
-        by_individual: dict[str, int] = {}
-        for label in self._labels.values():
-            by_individual[label] = by_individual.get(label, 0) + 1
-        photos = sorted(
-            i for i, label in self._labels.items() if i < CENTROID_BASE and by_individual[label] > 1
+        photos = calibration_queries(
+            self._labels, self._engine.calibration_queries, lambda i: i < CENTROID_BASE
         )
-        if len(photos) > _CALIBRATION_QUERIES:
-            rng = np.random.default_rng(0)
-            photos = sorted(rng.choice(photos, _CALIBRATION_QUERIES, replace=False).tolist())
         positives: list[float] = []
         negatives: list[float] = []
         for image_id in photos:
@@ -149,7 +145,7 @@ class DeepSearch:
             if vector is None:
                 continue
             truth = self._labels[image_id]
-            hits = self.search(vector, 50, exclude=[image_id])
+            hits = self.search(vector, self._engine.deep_neighbours, exclude=[image_id])
             positives.append(hits[truth].cosine if truth in hits else -1.0)
             negatives.append(max((h.cosine for k, h in hits.items() if k != truth), default=-1.0))
         return fit_isotonic(np.asarray(positives), np.asarray(negatives), _UNFITTED_HALF_COSINE)

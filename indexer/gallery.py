@@ -28,7 +28,7 @@ import numpy as np
 from embeddings.keypoints import KeypointConfig, RootSiftExtractor
 from embeddings.photo import Photo
 from embeddings.protocol import GlobalEmbedding, GlobalExtractor, LocalFeatures
-from indexer.calibration import Calibration, fit_isotonic
+from indexer.calibration import Calibration, calibration_queries, fit_isotonic
 from indexer.centroids import CentroidRow
 from indexer.config import EngineConfig
 from indexer.deep_search import DeepHit, DeepSearch
@@ -116,9 +116,7 @@ class Gallery:
         self._deep = (
             None
             if embedder is None
-            else DeepSearch(
-                store, embedder.name, embedder.version, embedder.dim, engine.deep_exact_max
-            )
+            else DeepSearch(store, embedder.name, embedder.version, embedder.dim, engine)
         )
         self._index_dir = index_dir
         self._lock = threading.RLock()
@@ -751,17 +749,8 @@ class Gallery:
 
     def _fit_calibration(self) -> Calibration:
         """Query a sample of labelled gallery photos against the rest (leave-one-out)."""
-        by_individual: dict[str, list[int]] = {}
-        for image_id, entry in self._entries.items():
-            by_individual.setdefault(entry.individual_id, []).append(image_id)
-        candidates = sorted(
-            image_id for images in by_individual.values() if len(images) >= 2 for image_id in images
-        )
-        rng = np.random.default_rng(0)
-        if len(candidates) > self.engine.calibration_queries:
-            candidates = sorted(
-                rng.choice(candidates, self.engine.calibration_queries, replace=False).tolist()
-            )
+        labels = {image_id: entry.individual_id for image_id, entry in self._entries.items()}
+        candidates = calibration_queries(labels, self.engine.calibration_queries)
         positives: list[float] = []
         negatives: list[float] = []
         for image_id in candidates:

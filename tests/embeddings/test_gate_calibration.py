@@ -20,6 +20,12 @@ from tests.synthetic import encode, fluke, sighting
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
+def _script(name: str, *args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, SCRIPTS / name, *args], capture_output=True, text=True, check=False
+    )
+
+
 def test_metrics_of_a_known_confusion() -> None:
     scores = np.array([0.9, 0.8, 0.4, 0.7, 0.2, 0.1])
     cetacean = np.array([True, True, True, False, False, False])
@@ -68,20 +74,7 @@ def test_calibrate_gate_writes_threshold_and_metrics_into_the_card(
     (data / "manifest.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "calibration.json"
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            SCRIPTS / "calibrate_gate.py",
-            data / "manifest.csv",
-            "--models",
-            models,
-            "--json",
-            out,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _script("calibrate_gate.py", data / "manifest.csv", "--models", models, "--json", out)
 
     assert done.returncode == 0, done.stderr
     card = read_card(models / "clip-gate", "clip-gate")  # the files still verify
@@ -96,12 +89,7 @@ def test_calibrate_gate_writes_threshold_and_metrics_into_the_card(
 
 
 def test_calibrate_gate_without_data_skips_cleanly(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, SCRIPTS / "calibrate_gate.py", tmp_path / "absent.csv"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _script("calibrate_gate.py", tmp_path / "absent.csv")
     assert done.returncode == 0
     assert "not found; nothing calibrated" in done.stderr
 
@@ -109,19 +97,7 @@ def test_calibrate_gate_without_data_skips_cleanly(tmp_path: Path) -> None:
 def test_export_script_exports_a_checkpoint_and_refuses_a_bad_one(
     random_models: RandomModels, tmp_path: Path
 ) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            SCRIPTS / "export_onnx.py",
-            "--arcface",
-            random_models.checkpoint,
-            "--out",
-            tmp_path,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _script("export_onnx.py", "--arcface", random_models.checkpoint, "--out", tmp_path)
     assert done.returncode == 0, done.stderr
     exported = read_card(tmp_path / "arcface-effb4", "arcface-effb4")
     installed = read_card(random_models.models_dir / "arcface-effb4", "arcface-effb4")
@@ -129,12 +105,7 @@ def test_export_script_exports_a_checkpoint_and_refuses_a_bad_one(
 
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"nope")
-    done = subprocess.run(
-        [sys.executable, SCRIPTS / "export_onnx.py", "--clip", bad, "--out", tmp_path],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _script("export_onnx.py", "--clip", bad, "--out", tmp_path)
     assert done.returncode == 1
     assert "bad.ckpt: not a readable torch checkpoint" in done.stderr
     assert "Traceback" not in done.stderr

@@ -1,0 +1,336 @@
+"""How search scales with the gallery: global embeddings to a million, local descriptors
+to the largest real gallery.
+
+    python scripts/benchmark_scalability.py [--json reports/scalability.json]
+        [--sizes 1000,10000,100000,1000000] [--queries 200] [--data ../shared/data]
+        [--gallery DIR]
+
+1. Global embeddings (the deep path's index, `indexer.vector_index.VectorIndex` with the
+   engine's settings): for each size, build time, index memory, single-query search
+   latency p50/p95 (one thread) and recall@10 of the index against exact search. No real
+   embeddings exist here (no real weights can be downloaded), so every size uses
+   synthetic vectors, labelled as such: ArcFace-like clusters, one per individual (1-10
+   photos each, same-individual cosine about 0.6), in an anisotropic space (a decaying
+   spectrum, as trained embeddings have), queries being new photos of known individuals.
+2. Local descriptors (the weight-free path's index, `indexer.descriptor_index`): real
+   RootSIFT descriptors of the humpback-flukes and rightwhale photos (enrolled by this
+   script, or taken from `--gallery DIR`), galleries of growing numbers of photos up to
+   all of them: build time and the search time of one query photo's descriptors.
+
+Fits `latency = a * size^b` to both and draws `reports/scalability.png`. Writes the JSON
+given with `--json` and `reports/scalability.md`. Part 2 is skipped, and said so, when
+`../shared/data` is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+from PIL import Image, ImageDraw
+from reporting import report_meta
+
+from embeddings.keypoints import RootSiftExtractor
+from embeddings.protocol import LocalFeatures
+from indexer.config import EngineConfig
+from indexer.descriptor_index import DescriptorIndex
+from indexer.store import DATABASE_FILE, Store
+from indexer.vector_index import VectorIndex
+
+REPORTS = Path(__file__).resolve().parents[1] / "reports"
+DIM = 512
+TARGET = {"size": 1_000_000, "search_ms_p50": 10.0, "recall_at_10": 0.95}
+DESCRIPTOR_SETS = ("humpback-flukes", "rightwhale")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--sizes", default="1000,10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--gallery", type=Path, help="data folder enrolled by an earlier run")
+    args = parser.parse_args()
+    faiss.omp_set_num_threads(1)
+    engine = EngineConfig()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = {
+        **report_meta(),
+        "engine": {
+            "deep_exact_max": engine.deep_exact_max,
+            "exact_search_max": engine.exact_search_max,
+            "nprobe": engine.nprobe,
+        },
+        "global": [_global_point(n, args.queries, engine) for n in sizes],
+        "descriptors": _descriptor_points(args, engine),
+        "target": TARGET,
+    }
+    results["global_fit"] = _fit(
+        [p["size"] for p in results["global"]], [p["search_ms_p50"] for p in results["global"]]
+    )
+    if results["descriptors"]["measured"]:
+        points = results["descriptors"]["points"]
+        results["descriptors"]["fit"] = _fit(
+            [p["descriptors"] for p in points], [p["search_ms_p50"] for p in points]
+        )
+    largest = max(results["global"], key=lambda p: p["size"])
+    results["target_met"] = (
+        largest["size"] >= TARGET["size"]
+        and largest["search_ms_p50"] <= TARGET["search_ms_p50"]
+        and largest["recall_at_10"] >= TARGET["recall_at_10"]
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    _plot(results, REPORTS / "scalability.png")
+    (REPORTS / "scalability.md").write_text(_markdown(results))
+    print(json.dumps({k: results[k] for k in ("global", "global_fit", "target_met")}, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------- global embeddings
+
+
+def synthetic_embeddings(n: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 512) gallery and (queries, 512) query vectors, unit length, ArcFace-like."""
+    rng = np.random.default_rng(seed)
+    # Anisotropy: coordinates scaled by a decaying spectrum, so the vectors crowd into a
+    # few hundred effective dimensions, as trained embeddings do.
+    spectrum = (1.0 + np.arange(DIM)) ** -0.5
+    individuals = max(1, n // 5)
+    centres = rng.standard_normal((individuals, DIM), dtype=np.float32) * spectrum
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+
+    def photos(count: int) -> np.ndarray:
+        owner = rng.integers(0, individuals, count)
+        noise = rng.standard_normal((count, DIM), dtype=np.float32) * spectrum
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        # Equal parts centre and noise: same-individual cosine about 0.6.
+        v = centres[owner] + 0.8 * noise
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    gallery = np.concatenate([photos(min(n, 100_000)) for _ in range(0, n, 100_000)])[:n]
+    return gallery, photos(queries)
+
+
+def _global_point(n: int, queries: int, engine: EngineConfig) -> dict:
+    print(f"global embeddings: {n} synthetic vectors ...", file=sys.stderr)
+    gallery, query = synthetic_embeddings(n, queries)
+    index = VectorIndex(DIM, engine.deep_exact_max)
+    started = time.perf_counter()
+    index.add(np.arange(n, dtype=np.int64), gallery)
+    build_s = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        index.save(Path(tmp) / "index.faiss")
+        index_bytes = (Path(tmp) / "index.faiss").stat().st_size
+    times, found = [], []
+    for q in query:
+        started = time.perf_counter()
+        _, ids = index.search(q[None], 10)
+        times.append(1000 * (time.perf_counter() - started))
+        found.append(ids[0])
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(gallery)
+    _, truth = exact.search(query, 10)
+    recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
+    point = {
+        "size": n,
+        "data": "synthetic",
+        "structure": "approximate" if index.approximate else "exact",
+        "index_kind": index.kind if index.approximate else "flat",
+        "build_s": build_s,
+        "index_mib": index_bytes / 2**20,
+        "search_ms_p50": statistics.median(times),
+        "search_ms_p95": float(np.percentile(times, 95)),
+        "recall_at_10": recall,
+    }
+    print(f"  {point}", file=sys.stderr)
+    return point
+
+
+# ---------------------------------------------------------------------- local descriptors
+
+
+def _descriptor_points(args: argparse.Namespace, engine: EngineConfig) -> dict:
+    data_dir = args.gallery
+    if data_dir is None:
+        if not all((args.data / s / "manifest.csv").is_file() for s in DESCRIPTOR_SETS):
+            return {"measured": False, "why": f"no real photos at {args.data} (not distributed)"}
+        data_dir = Path(tempfile.mkdtemp(prefix="whaleid-scalability-"))
+        manifests = [str(args.data / s / "manifest.csv") for s in DESCRIPTOR_SETS]
+        print(f"enrolling {', '.join(DESCRIPTOR_SETS)} into {data_dir} ...", file=sys.stderr)
+        subprocess.run(
+            [sys.executable, "-m", "service.cli", "enrol", *manifests, "--data", str(data_dir)],
+            check=True,
+        )
+    extractor = RootSiftExtractor()
+    with Store.open(data_dir / DATABASE_FILE) as store:
+        features = [
+            (row.image_id, row.features)
+            for row in store.iter_features(extractor.name, extractor.version)
+            if isinstance(row.features, LocalFeatures)
+        ]
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(features))
+    held_out = [features[i][1] for i in order[:50]]
+    pool = [features[i] for i in order[50:]]
+    points = []
+    for photos in sorted(
+        {250, 500, 1000, len(pool)} - {p for p in (250, 500, 1000) if p > len(pool)}
+    ):
+        subset = pool[:photos]
+        index = DescriptorIndex(128, engine.exact_search_max, engine.nprobe)
+        started = time.perf_counter()
+        index.build([i for i, _ in subset], [f.descriptors for _, f in subset])
+        build_s = time.perf_counter() - started
+        times = []
+        for query in held_out:
+            started = time.perf_counter()
+            index.search(query.descriptors, engine.neighbours + 1)
+            times.append(1000 * (time.perf_counter() - started))
+        point = {
+            "photos": photos,
+            "descriptors": index.size,
+            "structure": "approximate" if index.approximate else "exact",
+            "build_s": build_s,
+            "search_ms_p50": statistics.median(times),
+            "search_ms_p95": float(np.percentile(times, 95)),
+            "query_descriptors_p50": float(np.median([len(q.descriptors) for q in held_out])),
+        }
+        print(f"  descriptors: {point}", file=sys.stderr)
+        points.append(point)
+    return {"measured": True, "gallery": str(data_dir), "data": "real", "points": points}
+
+
+# ---------------------------------------------------------------------- fit, plot, report
+
+
+def _fit(sizes: list[float], ms: list[float]) -> dict:
+    """Least squares of log(ms) = log(a) + b log(size)."""
+    if len(sizes) < 2:
+        return {"a": float("nan"), "b": float("nan")}
+    b, log_a = np.polyfit(np.log(sizes), np.log(ms), 1)
+    return {"a": float(np.exp(log_a)), "b": float(b), "formula": "search_ms = a * size^b"}
+
+
+def _plot(results: dict, path: Path) -> None:
+    """Log-log latency against size, points and fitted lines; Pillow only."""
+    width, height, margin = 900, 560, 80
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    series = [
+        (
+            "global embeddings (synthetic)",
+            "size",
+            results["global"],
+            results["global_fit"],
+            (30, 90, 200),
+        )
+    ]
+    if results["descriptors"]["measured"]:
+        d = results["descriptors"]
+        series.append(
+            ("local descriptors (real)", "descriptors", d["points"], d["fit"], (200, 80, 30))
+        )
+    xs = [p[key] for _, key, points, _, _ in series for p in points]
+    ys = [p["search_ms_p50"] for _, _, points, _, _ in series for p in points]
+    x0, x1 = np.log10(min(xs)) - 0.2, np.log10(max(xs)) + 0.2
+    y0, y1 = np.log10(min(ys)) - 0.3, np.log10(max(ys)) + 0.3
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        px = margin + (np.log10(x) - x0) / (x1 - x0) * (width - 2 * margin)
+        py = height - margin - (np.log10(y) - y0) / (y1 - y0) * (height - 2 * margin)
+        return float(px), float(py)
+
+    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
+    for e in range(int(np.ceil(x0)), int(np.floor(x1)) + 1):
+        px, _ = at(10**e, 10**y0)
+        draw.line([px, height - margin, px, height - margin + 6], fill="black")
+        draw.text((px - 12, height - margin + 10), f"1e{e}", fill="black")
+    for e in range(int(np.ceil(y0)), int(np.floor(y1)) + 1):
+        _, py = at(10**x0, 10**e)
+        draw.line([margin - 6, py, margin, py], fill="black")
+        draw.text((margin - 60, py - 6), f"{10.0**e:g} ms", fill="black")
+    draw.text((width / 2 - 120, height - 35), "gallery size (vectors or descriptors)", fill="black")
+    draw.text((margin, 20), "search latency p50 per query (one thread), log-log", fill="black")
+    for row, (label, key, points, fit, colour) in enumerate(series):
+        coords = [at(p[key], p["search_ms_p50"]) for p in points]
+        for cx, cy in coords:
+            draw.ellipse([cx - 5, cy - 5, cx + 5, cy + 5], fill=colour)
+        if np.isfinite(fit["b"]):
+            lo, hi = min(p[key] for p in points), max(p[key] for p in points)
+            line = [at(x, fit["a"] * x ** fit["b"]) for x in np.geomspace(lo, hi, 20)]
+            draw.line(line, fill=colour, width=2)
+        draw.text(
+            (margin + 10, margin + 10 + 18 * row),
+            f"{label}: ms = {fit['a']:.3g} * n^{fit['b']:.2f}",
+            fill=colour,
+        )
+    image.save(path)
+
+
+def _markdown(r: dict) -> str:
+    lines = [
+        "# Search scalability",
+        "",
+        f"- command: `{r['command']}`",
+        f"- date: {r['date']}",
+        f"- machine: {r['machine']}; FAISS on one thread (`engine.search_threads`)",
+        "- plot: [scalability.png](scalability.png)",
+        "",
+        "## Global embeddings (deep path): synthetic vectors",
+        "",
+        "No real embeddings exist in this workplace (no real weights), so every size is",
+        "synthetic: ArcFace-like clusters of 1-10 photos per individual in an anisotropic",
+        "512-d space, queries being new photos of known individuals.",
+        "",
+        "| vectors | data | index | build s | index MiB | search ms p50 | p95 | recall@10 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in r["global"]:
+        lines.append(
+            f"| {p['size']:,} | {p['data']} | {p['index_kind']} | {p['build_s']:.1f} |"
+            f" {p['index_mib']:.0f} | {p['search_ms_p50']:.2f} | {p['search_ms_p95']:.2f} |"
+            f" {p['recall_at_10']:.3f} |"
+        )
+    fit = r["global_fit"]
+    target = r["target"]
+    lines += [
+        "",
+        f"Fitted growth: search ms = {fit['a']:.3g} x size^{fit['b']:.2f}.",
+        f"Target at {target['size']:,} vectors: p50 <= {target['search_ms_p50']} ms and"
+        f" recall@10 >= {target['recall_at_10']}: {'met' if r['target_met'] else 'NOT met'}.",
+        "",
+        "## Local descriptors (weight-free path): real RootSIFT",
+        "",
+    ]
+    d = r["descriptors"]
+    if not d["measured"]:
+        lines.append(f"Not measured: {d['why']}.")
+    else:
+        lines += [
+            f"Galleries of real photos from {', '.join(DESCRIPTOR_SETS)}; 50 other photos"
+            " as queries, each searching all its descriptors (K+1 neighbours).",
+            "",
+            "| photos | descriptors | index | build s | search ms p50 | p95 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for p in d["points"]:
+            lines.append(
+                f"| {p['photos']:,} | {p['descriptors']:,} | {p['structure']} |"
+                f" {p['build_s']:.1f} | {p['search_ms_p50']:.0f} | {p['search_ms_p95']:.0f} |"
+            )
+        f = d["fit"]
+        lines += ["", f"Fitted growth: search ms = {f['a']:.3g} x descriptors^{f['b']:.2f}."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
