@@ -32,6 +32,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     individuals among them form the deep shortlist."""
     deep_exact_max: int = 50_000
     """Up to this many deep entries the embedding search is exact; above, HNSW."""
+    deep_ef_search: int = 512
+    """HNSW beam width of the embedding search above `deep_exact_max` (recall against
+    speed; see reports/scalability.md)."""
     top_k: int = 5
     """Candidates returned by default."""
     search_threads: int = 1

@@ -5,9 +5,11 @@ One `VectorIndex` holds both kinds of entry, so an individual known only to the 
 Photo entries use the image id; centroid entries `CENTROID_BASE + centroid id`, far above
 any image id SQLite will hand out.
 
-It is rebuilt from the database when the gallery opens (13 837 centroids and tens of
-thousands of photos take well under a second to read and add), so no file of its own can
-go stale.
+It is rebuilt from the database when the gallery opens, so no file of its own can go
+stale. Up to `engine.deep_exact_max` entries (13 837 centroids and tens of thousands of
+photos) that takes well under a second; above it the index is an HNSW graph, whose build
+took about 30 s per 100 000 vectors on 2 cores (reports/scalability.md), so a gallery of a
+million photos would want this index saved beside the descriptor index instead.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class DeepSearch:
         self._dim = dim
         self._engine = engine
         self._labels: dict[int, str] = {}
-        self._index = VectorIndex(dim, engine.deep_exact_max)
+        self._index = self._new_index()
         self.calibration = Calibration.unfitted(_UNFITTED_HALF_COSINE)
 
     @property
@@ -83,13 +85,18 @@ class DeepSearch:
         all_vectors = [np.stack(vectors)] if vectors else []
         if len(centroid_ids):
             all_vectors.append(centroid_vectors)
-        self._index = VectorIndex(self._dim, self._engine.deep_exact_max)
+        self._index = self._new_index()
         if all_vectors:
             self._index.add(
                 np.array(ids + (CENTROID_BASE + centroid_ids).tolist(), dtype=np.int64),
                 np.concatenate(all_vectors),
             )
         self.calibration = self._fit_calibration()
+
+    def _new_index(self) -> VectorIndex:
+        return VectorIndex(
+            self._dim, self._engine.deep_exact_max, ef_search=self._engine.deep_ef_search
+        )
 
     def add(self, image_id: int, individual_id: str, vector: np.ndarray) -> None:
         self._index.add(np.array([image_id], dtype=np.int64), vector[None].astype(np.float32))

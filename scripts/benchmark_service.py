@@ -23,20 +23,18 @@ import argparse
 import csv
 import io
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
 from reporting import report_meta
+from serving import bench_env, percentiles, server
 
 SETS = ("humpback-flukes", "rightwhale")
 OVERHEAD_REQUESTS = 200
@@ -56,7 +54,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="whaleid-bench-") as tmp:
         root = Path(tmp)
-        env = _env(root)
+        env = bench_env(root)
         overhead = _overhead(root / "empty", env)
         photos = _photos(args.data, args.gallery_size, root)
         load = None
@@ -88,7 +86,7 @@ def main() -> int:
 
 def _overhead(data: Path, env: dict[str, str]) -> dict:
     tiny = _png(np.full((32, 32, 3), 128, np.uint8))
-    with _server(data, env) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with server(data, env) as url, httpx.Client(base_url=url, timeout=30) as client:
         for _ in range(20):  # warm-up: first requests compile and allocate
             client.post("/v1/identify", files={"file": ("tiny.png", tiny)})
         times = []
@@ -97,13 +95,13 @@ def _overhead(data: Path, env: dict[str, str]) -> dict:
             response = client.post("/v1/identify", files={"file": ("tiny.png", tiny)})
             times.append((time.perf_counter() - started) * 1000)
             response.raise_for_status()
-    return {"requests": OVERHEAD_REQUESTS, **_percentiles(times)}
+    return {"requests": OVERHEAD_REQUESTS, **percentiles(times)}
 
 
 def _load(
     gallery: Path, queries: list[bytes], clients: int, requests: int, env: dict[str, str]
 ) -> dict:
-    with _server(gallery, env) as url:
+    with server(gallery, env) as url:
         ready = httpx.get(f"{url}/ready", timeout=30).json()
 
         def one(i: int) -> tuple[float, float | None]:
@@ -135,7 +133,7 @@ def _load(
         "gallery": ready["counts"],
         "errors": requests - len(served),
         "requests_per_s": requests / elapsed,
-        **_percentiles(times),
+        **percentiles(times),
         "server_ms_p50": float(np.median(served)) if served else None,
     }
 
@@ -173,64 +171,10 @@ def _enrol(manifest: Path, data: Path, env: dict[str, str]) -> None:
     subprocess.run([whaleid, "enrol", str(manifest), "--data", str(data)], env=env, check=True)
 
 
-def _env(root: Path) -> dict[str, str]:
-    """The servers' and the enrolment's environment: a config file written into `root`."""
-    config = root / "bench.toml"
-    # The benchmark's 16 clients share one address: the per-client limit would throttle
-    # the very load being measured. Access logs would measure the terminal.
-    config.write_text("rate_limit_per_minute = 0\naccess_log = false\n")
-    return {**os.environ, "WHALEID_CONFIG": str(config)}
-
-
-@contextmanager
-def _server(data: Path, env: dict[str, str]):
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "whaleid"),
-            "serve",
-            "--data",
-            str(data),
-            "--port",
-            str(port),
-        ],
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited with code {process.returncode}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start within 10 minutes")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=120)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def _percentiles(times: list[float]) -> dict[str, float]:
-    p50, p95, p99 = np.percentile(times, [50, 95, 99])
-    return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)}
 
 
 def _markdown(result: dict) -> str:
