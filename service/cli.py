@@ -28,6 +28,7 @@ from indexer.store import DATABASE_FILE, InvalidInput, StoreError
 from service.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
+    from embeddings.registry import LoadedModels
     from indexer.gallery import Gallery
     from indexer.results import Identification
     from indexer.store import Store
@@ -130,16 +131,30 @@ def _enrol_one(gallery: Gallery, entry: ManifestEntry, settings: Settings) -> st
 
 
 def _identify(args: argparse.Namespace, settings: Settings) -> int:
-    """Identify each photo; a bad photo is reported and the others still run."""
+    """Identify each photo; a bad photo is reported and the others still run. With a
+    gate model, a photo it finds no cetacean in is answered rejected, as the service does
+    (an answer, not a failure: the exit code stays 0)."""
+    from embeddings.registry import load_models
+
     failed = False
-    with _gallery(settings) as gallery:
+    models = load_models(settings.models_dir, settings.model_threads)
+    with _gallery(settings, models) as gallery:
         for path in args.images:
             try:
                 photo = load_photo_file(path, max_pixels=settings.max_image_pixels)
             except ImageError as exc:
                 failed = True
-                _print_rejected(path, exc, as_json=args.json)
+                _print_rejected(path, exc.reason, exc.message, as_json=args.json)
                 continue
+            if models.gate is not None:
+                check = models.gate.check(photo)
+                if not check.passed:
+                    message = (
+                        f"the gate found no whale or dolphin (score {check.score:.3f},"
+                        f" threshold {check.threshold:.3f})"
+                    )
+                    _print_rejected(path, "not_a_marine_mammal", message, as_json=args.json)
+                    continue
             answer = gallery.identify(photo, top_k=args.top_k)
             if args.json:
                 line = {"image": str(path), **msgspec.to_builtins(answer)}
@@ -329,17 +344,17 @@ def _delete_image(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------------- output
 
 
-def _print_rejected(path: Path, exc: ImageError, *, as_json: bool) -> None:
+def _print_rejected(path: Path, reason: str, message: str, *, as_json: bool) -> None:
     if as_json:
         line = {
             "image": str(path),
             "decision": "rejected",
-            "rejection_reason": exc.reason,
-            "detail": exc.message,
+            "rejection_reason": reason,
+            "detail": message,
         }
         sys.stdout.write(msgspec.json.encode(line).decode() + "\n")
     else:
-        print(f"{path}: rejected ({exc.reason}): {exc.message}")
+        print(f"{path}: rejected ({reason}): {message}")
 
 
 def _print_identification(path: Path, answer: Identification, out: TextIO) -> None:
@@ -384,13 +399,15 @@ def _fail(message: str, code: int) -> int:
 # ---------------------------------------------------------------------- plumbing
 
 
-def _open_gallery(settings: Settings) -> Gallery:
-    """Open the gallery; a missing or stale index is rebuilt first, with a progress bar."""
+def _open_gallery(settings: Settings, models: LoadedModels | None = None) -> Gallery:
+    """Open the gallery with the deep embedder of `models` (loaded from the settings when
+    not given); a missing or stale index is rebuilt first, with a progress bar."""
     from embeddings.registry import load_models
     from indexer.gallery import Gallery  # loads FAISS; only the commands that search pay
 
     data_dir = Path(settings.data_dir)
-    models = load_models(settings.models_dir, settings.model_threads)
+    if models is None:
+        models = load_models(settings.models_dir, settings.model_threads)
     try:
         with _progress("index", "image") as progress:
             return Gallery.open(
@@ -417,8 +434,8 @@ def _open_store(settings: Settings) -> Store:
 
 
 @contextmanager
-def _gallery(settings: Settings) -> Iterator[Gallery]:
-    gallery = _open_gallery(settings)
+def _gallery(settings: Settings, models: LoadedModels | None = None) -> Iterator[Gallery]:
+    gallery = _open_gallery(settings, models)
     try:
         yield gallery
     finally:

@@ -90,7 +90,7 @@ def test_the_cli_imports_centroids_and_identifies_with_them(
     random_models: RandomModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     common = ["--data", str(tmp_path / "data")]
-    env_models = str(random_models.models_dir)
+    env_models = str(_models(random_models, tmp_path, threshold=0.0))  # the gate lets all in
     config = tmp_path / "whaleid.toml"
     config.write_text(f'models_dir = "{env_models}"\n')
     args = [*common, "--config", str(config)]
@@ -158,3 +158,23 @@ def test_serve_with_a_damaged_model_fails_in_one_line(
     assert code == 1
     assert "model error:" in err and "image.onnx" in err and "truncated" in err
     assert "Traceback" not in err
+
+
+def test_the_cli_applies_the_gate_too(
+    random_models: RandomModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = _models(random_models, tmp_path, threshold=1.01)  # no score reaches it
+    config = tmp_path / "whaleid.toml"
+    config.write_text(f'models_dir = "{models}"\n')
+    query = tmp_path / "q.png"
+    query.write_bytes(encode(sighting("w-1", 1)))
+    args = ["--data", str(tmp_path / "data"), "--config", str(config)]
+
+    assert main(["identify", str(query), *args]) == 0
+    assert f"{query}: rejected (not_a_marine_mammal): the gate found no whale" in (
+        capsys.readouterr().out
+    )
+    assert main(["identify", str(query), "--json", *args]) == 0
+    line = msgspec.json.decode(capsys.readouterr().out.splitlines()[0])
+    assert line["decision"] == "rejected"
+    assert line["rejection_reason"] == "not_a_marine_mammal"
