@@ -2,10 +2,55 @@
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
 import msgspec
 import numpy as np
 
-__all__ = ["GateMetrics", "choose_threshold", "gate_metrics", "roc_auc"]
+from embeddings.images import load_photo_file
+from embeddings.photo import ImageError, Photo
+
+__all__ = [
+    "GateMetrics",
+    "ScoredManifest",
+    "choose_threshold",
+    "gate_metrics",
+    "roc_auc",
+    "score_manifest",
+]
+
+
+class ScoredManifest(msgspec.Struct, frozen=True, kw_only=True):
+    scores: np.ndarray
+    """(N,) gate scores of the readable photos."""
+    cetacean: np.ndarray
+    """(N,) bool labels: False where the species starts with `not_cetacean`."""
+    unreadable: list[str]
+    """Manifest paths of photos that could not be read (left out of the arrays)."""
+
+
+def score_manifest(score: Callable[[Photo], float], manifest: Path) -> ScoredManifest:
+    """Score every photo of a labelled manifest (`path` relative to the manifest's
+    folder, `species`; a species starting with `not_cetacean` marks a photo without any
+    cetacean, as in `../shared/data/gate`)."""
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    scores, labels, unreadable = [], [], []
+    for row in rows:
+        try:
+            photo = load_photo_file(manifest.parent / row["path"])
+        except (ImageError, OSError):
+            unreadable.append(row["path"])
+            continue
+        scores.append(score(photo))
+        labels.append(not (row.get("species") or "").startswith("not_cetacean"))
+    return ScoredManifest(
+        scores=np.array(scores, dtype=np.float64),
+        cetacean=np.array(labels, dtype=bool),
+        unreadable=unreadable,
+    )
 
 
 class GateMetrics(msgspec.Struct, frozen=True, kw_only=True):

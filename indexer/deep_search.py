@@ -115,6 +115,10 @@ class DeepSearch:
             if label == old_id:
                 self._labels[entry_id] = new_id
 
+    def holds(self, image_id: int) -> bool:
+        """Whether an enrolled photo's embedding is searchable."""
+        return image_id in self._labels
+
     def vector(self, image_id: int) -> np.ndarray | None:
         """The stored embedding of an enrolled photo."""
         row = self.store.feature(image_id, self.model, self.version)

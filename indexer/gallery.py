@@ -316,7 +316,7 @@ class Gallery:
         """Whether a stored photo has every kind of features the gallery searches."""
         if image_id not in self._entries:
             return False
-        return self._deep is None or self._deep.vector(image_id) is not None
+        return self._deep is None or self._deep.holds(image_id)
 
     def _embed_new(self, image_id: int, individual_id: str, embedding: GlobalEmbedding) -> None:
         """Store and index a deep embedding of an already stored photo (caller holds the

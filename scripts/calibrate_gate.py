@@ -17,20 +17,16 @@ Exits 0 without writing anything when the manifest is absent (a fresh clone has 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
-import numpy as np
 
 from embeddings.gate import GATE_MODEL, ClipGate
-from embeddings.gate_calibration import choose_threshold, gate_metrics
-from embeddings.images import load_photo_file
+from embeddings.gate_calibration import choose_threshold, gate_metrics, score_manifest
 from embeddings.model_files import ModelFileError, read_card, write_card
-from embeddings.photo import ImageError
 
 
 def main() -> int:
@@ -48,29 +44,19 @@ def main() -> int:
     except ModelFileError as exc:
         print(f"calibrate_gate: {exc}", file=sys.stderr)
         return 1
-    with open(args.manifest, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-    scores, labels = [], []
-    for row in rows:
-        path = args.manifest.parent / row["path"]
-        try:
-            photo = load_photo_file(path)
-        except (ImageError, OSError) as exc:
-            print(f"skipped {path}: {exc}", file=sys.stderr)
-            continue
-        scores.append(gate.score(photo))
-        labels.append(not (row.get("species") or "").startswith("not_cetacean"))
-    score_array, label_array = np.array(scores), np.array(labels, dtype=bool)
+    scored = score_manifest(gate.score, args.manifest)
+    for path in scored.unreadable:
+        print(f"skipped {args.manifest.parent / path}: unreadable photo", file=sys.stderr)
     try:
-        threshold = choose_threshold(score_array, label_array)
+        threshold = choose_threshold(scored.scores, scored.cetacean)
     except ValueError as exc:
         print(f"calibrate_gate: {args.manifest}: {exc}", file=sys.stderr)
         return 1
-    metrics = gate_metrics(score_array, label_array, threshold)
+    metrics = gate_metrics(scored.scores, scored.cetacean, threshold)
     card = read_card(folder, GATE_MODEL)
     calibration = {
         **msgspec.to_builtins(metrics),
-        "calibrated_on": f"{args.manifest} ({len(scores)} photos,"
+        "calibrated_on": f"{args.manifest} ({len(scored.scores)} photos,"
         f" {datetime.now(UTC).date().isoformat()})",
     }
     write_card(folder, msgspec.structs.replace(card, params={**card.params, **calibration}))

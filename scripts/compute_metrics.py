@@ -17,7 +17,6 @@ ours to redistribute and a fresh clone does not have them.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -28,14 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
-import numpy as np
 from reporting import report_meta
 
 from embeddings.gate import GATE_MODEL, ClipGate
-from embeddings.gate_calibration import gate_metrics
-from embeddings.images import load_photo_file
+from embeddings.gate_calibration import gate_metrics, score_manifest
 from embeddings.model_files import ModelFileError
-from embeddings.photo import ImageError
 
 # (label, manifests, extra arguments). The last run carries the latency and memory bar,
 # so it runs alone, after the others, whatever --jobs says.
@@ -140,24 +136,14 @@ def _gate(manifest: Path, models: Path | None) -> dict:
         gate = ClipGate(models / GATE_MODEL)
     except ModelFileError as exc:
         return {"measured": False, "why": str(exc)}
-    with open(manifest, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-    scores, labels, unreadable = [], [], []
-    for row in rows:
-        try:
-            photo = load_photo_file(manifest.parent / row["path"])
-        except (ImageError, OSError):
-            unreadable.append(row["path"])
-            continue
-        scores.append(gate.score(photo))
-        labels.append(not (row.get("species") or "").startswith("not_cetacean"))
-    metrics = gate_metrics(np.array(scores), np.array(labels, dtype=bool), gate.threshold)
+    scored = score_manifest(gate.score, manifest)
+    metrics = gate_metrics(scored.scores, scored.cetacean, gate.threshold)
     return {
         "measured": True,
         "model": f"{gate.name}-{gate.version}",
         "threshold_source": gate.calibration,
-        "photos": len(scores),
-        "unreadable": unreadable,
+        "photos": len(scored.scores),
+        "unreadable": scored.unreadable,
         **msgspec.to_builtins(metrics),
     }
 
