@@ -47,9 +47,10 @@ class KeypointConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Describe every keypoint at orientation 0 instead of its dominant gradient
     direction. Survey photos are taken level and the catalogue crops are aligned, so
     rotation invariance buys little and its orientation noise costs matches (on the
-    right-whale set, leave-one-out top-1 rose from 0.46 to 0.53). The price is roll: photos
-    rotated by 15 degrees lost 29 % (flukes) and 92 % (right-whale crops) of their top-1
-    (reports/noise.md), so catalogues of unaligned photos should set this to false."""
+    right-whale set, leave-one-out top-1 rose from 0.46 to 0.53). The price is roll: upright
+    descriptors tolerate about 8 degrees of it, so the engine searches a weakly verified
+    query again with its keypoints described at a few roll angles (`extract_rolled`,
+    `EngineConfig.roll_angles`; reports/noise.md measures the result)."""
     padding_tolerance: int = 6
     """Grey-level tolerance for treating a uniform border (letterbox padding) as not part
     of the photo; keypoints on or touching it are dropped."""
@@ -75,6 +76,23 @@ class RootSiftExtractor:
             LocalFeatures with keypoints in the photo's own pixel coordinates (the working
             resize is undone) and uint8-quantised RootSIFT descriptors, (N, 128).
         """
+        return self.extract_rolled(photo, (0.0,))[0]
+
+    def extract_rolled(self, photo: Photo, rolls: Sequence[float]) -> list[LocalFeatures]:
+        """Features of `photo` once per roll angle: the same keypoints, each described at
+        that angle (degrees) instead of upright.
+
+        Upright descriptors of a photo taken with the camera rolled by about the same
+        angle match the gallery's upright ones again, so a query can be searched under a
+        few roll hypotheses without giving up the accuracy of upright description.
+        Detection is shared; only description is repeated.
+
+        Raises:
+            ValueError: the extractor is not `upright` (its descriptors are already
+                rotation invariant) and a roll other than 0 is asked for.
+        """
+        if not self.config.upright and any(roll != 0.0 for roll in rolls):
+            raise ValueError("roll angles need upright descriptors (KeypointConfig.upright)")
         gray = cv2.cvtColor(photo.pixels, cv2.COLOR_RGB2GRAY)
         scale = min(self.config.long_side / max(gray.shape), self.config.max_upscale)
         if abs(scale - 1.0) > 1e-3:
@@ -82,7 +100,7 @@ class RootSiftExtractor:
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
             gray = cv2.resize(gray, size, interpolation=interpolation)
         if min(gray.shape) < _MIN_SIDE:
-            return _empty()
+            return [_empty() for _ in rolls]
         if self.config.clahe:
             gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
         mask = self._content_mask(gray)
@@ -94,11 +112,34 @@ class RootSiftExtractor:
         keypoints = sift.detect(gray, mask)
         if self.config.upright:
             keypoints = _upright(keypoints)
-        keypoints, descriptors = sift.compute(gray, keypoints)
-        if descriptors is None or not keypoints:
+        return [self._describe(sift, gray, keypoints, roll, scale) for roll in rolls]
+
+    def _describe(
+        self,
+        sift: cv2.SIFT,
+        gray: np.ndarray,
+        keypoints: Sequence[cv2.KeyPoint],
+        roll: float,
+        scale: float,
+    ) -> LocalFeatures:
+        if self.config.upright:
+            for keypoint in keypoints:
+                keypoint.angle = roll % 360.0
+        described, descriptors = sift.compute(gray, keypoints)
+        if descriptors is None or not described:
             return _empty()
+        # Upright keypoints are reported at angle 0 whatever roll described them: the
+        # angle is the photo's geometry, the roll only a search hypothesis.
         points = np.array(
-            [(k.pt[0] / scale, k.pt[1] / scale, k.size / scale, k.angle) for k in keypoints],
+            [
+                (
+                    k.pt[0] / scale,
+                    k.pt[1] / scale,
+                    k.size / scale,
+                    0.0 if self.config.upright else k.angle,
+                )
+                for k in described
+            ],
             dtype=np.float32,
         )
         return LocalFeatures(keypoints=points, descriptors=_root_sift(descriptors))

@@ -191,7 +191,15 @@ def _score(
             continue
         started = time.perf_counter()
         exclude = [query.image_id] if query.image_id is not None else []
-        answer = gallery.answer(gallery.rank(query.features, exclude=exclude), top_k=5)
+        ranked = gallery.rank(
+            query.features,
+            # Only the upright features are kept per query; a rolled search reloads the photo.
+            rolled=lambda angles, path=query.entry.path: gallery.extractor.extract_rolled(
+                load_photo_file(path), angles
+            ),
+            exclude=exclude,
+        )
+        answer = gallery.answer(ranked, top_k=5)
         search_ms = 1000 * (time.perf_counter() - started)
         times.append(query.features_ms + search_ms)
         features_times.append(query.features_ms)

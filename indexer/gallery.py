@@ -41,7 +41,7 @@ from indexer.results import (
     GalleryStats,
     Identification,
 )
-from indexer.scoring import image_scores, lnbnn_votes, verify
+from indexer.scoring import image_scores, lnbnn_votes, one_per_keypoint, verify
 from indexer.store import (
     DATABASE_FILE,
     Conflict,
@@ -486,7 +486,15 @@ class Gallery:
         enough = len(features.descriptors) >= self.engine.min_query_features
         shortlisted = list(deep_hits.values())[: self.engine.shortlist] if deep_hits else []
         verify_also = [hit.image_id for hit in shortlisted if hit.image_id is not None]
-        ranked = self.rank(features, verify_also=verify_also) if enough else []
+        ranked = (
+            self.rank(
+                features,
+                rolled=lambda angles: self.extractor.extract_rolled(photo, angles),
+                verify_also=verify_also,
+            )
+            if enough
+            else []
+        )
         answer = self.answer(ranked, top_k=top_k, deep_hits=deep_hits)
         timings["search"] = 1000 * (time.perf_counter() - search_started)
         # Without a deep model, a photo too bare for local features has no evidence at
@@ -499,22 +507,45 @@ class Gallery:
         self,
         features: LocalFeatures,
         *,
+        rolled: Callable[[Sequence[float]], Sequence[LocalFeatures]] | None = None,
         exclude: Iterable[int] = (),
         verify_also: Iterable[int] = (),
     ) -> list[RankedImage]:
         """Score gallery photos against query features, best first.
 
         Shortlisted photos (the best by LNBNN, and `verify_also`) are spatially verified,
-        and every photo is ranked by `RankedImage.score`.
+        and every photo is ranked by `RankedImage.score`. When the best photo verifies
+        fewer than `engine.roll_below_inliers` inliers and `rolled` is given, the query is
+        searched again as described at each of `engine.roll_angles` (a rolled camera),
+        and each photo keeps its best score over the hypotheses.
 
         Args:
             features: the query's local features.
+            rolled: rolled(angles) -> the query's features described at those angles
+                (`RootSiftExtractor.extract_rolled`); called only when needed.
             exclude: photo ids to leave out, as if not enrolled (leave-one-out).
             verify_also: photo ids to verify even if LNBNN does not shortlist them (the
                 deep model's shortlist); only photos with votes can verify.
         """
-        k = self.engine.neighbours
         excluded = set(exclude)
+        verify_also = list(verify_also)
+        ranked = self._rank_once(features, excluded, verify_also)
+        angles = self.engine.roll_angles
+        if rolled is None or not angles or not self.extractor.config.upright:
+            return ranked
+        if ranked and ranked[0].inliers >= self.engine.roll_below_inliers:
+            return ranked
+        best = {item.image_id: item for item in ranked}
+        for view in rolled(angles):
+            for item in self._rank_once(view, excluded, verify_also):
+                if item.image_id not in best or item.score > best[item.image_id].score:
+                    best[item.image_id] = item
+        return sorted(best.values(), key=lambda r: r.score, reverse=True)
+
+    def _rank_once(
+        self, features: LocalFeatures, excluded: set[int], verify_also: list[int]
+    ) -> list[RankedImage]:
+        k = self.engine.neighbours
         with self._lock:
             if self._index.size == 0 or len(features.descriptors) == 0:
                 return []
@@ -539,11 +570,12 @@ class Gallery:
             entry = entries.get(image_id)
             if entry is None:
                 continue
-            mask = votes.image_id == image_id
+            rows = np.flatnonzero(votes.image_id == image_id)
+            rows = rows[one_per_keypoint(votes.keypoint[rows], votes.weight[rows])]
             verified[image_id] = verify(
-                query_points[votes.query_keypoint[mask]],
-                entry.points[votes.keypoint[mask]],
-                votes.weight[mask],
+                query_points[votes.query_keypoint[rows]],
+                entry.points[votes.keypoint[rows]],
+                votes.weight[rows],
                 entry.tolerance,
             )
         ranked = []
@@ -748,7 +780,11 @@ class Gallery:
         self._dirty = True
 
     def _fit_calibration(self) -> Calibration:
-        """Query a sample of labelled gallery photos against the rest (leave-one-out)."""
+        """Query a sample of labelled gallery photos against the rest (leave-one-out).
+
+        Only upright features are stored (photos are not kept), so these queries are
+        never searched under roll hypotheses.
+        """
         labels = {image_id: entry.individual_id for image_id, entry in self._entries.items()}
         candidates = calibration_queries(labels, self.engine.calibration_queries)
         positives: list[float] = []

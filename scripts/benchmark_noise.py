@@ -161,8 +161,12 @@ def _run_set(manifest: Path, queries: int) -> dict:
 
 
 def _top1(gallery: Gallery, photo: Photo, image_id: int) -> str | None:
-    features = gallery.extractor.extract(photo)
-    answer = gallery.answer(gallery.rank(features, exclude=[image_id]), top_k=1)
+    ranked = gallery.rank(
+        gallery.extractor.extract(photo),
+        rolled=lambda angles: gallery.extractor.extract_rolled(photo, angles),
+        exclude=[image_id],
+    )
+    answer = gallery.answer(ranked, top_k=1)
     return answer.candidates[0].individual_id if answer.candidates else None
 
 

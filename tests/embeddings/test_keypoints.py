@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -94,3 +95,36 @@ def test_version_follows_the_settings() -> None:
     )
     assert isinstance(EXTRACTOR, Extractor)
     assert EXTRACTOR.kind == "local"
+
+
+def _matches(a: np.ndarray, b: np.ndarray) -> int:
+    """Lowe ratio-test matches from descriptors `a` to `b`."""
+    distances = np.linalg.norm(a[:, None, :].astype(np.float32) - b[None, :, :], axis=2)
+    two = np.sort(distances, axis=1)[:, :2]
+    return int((two[:, 0] < 0.8 * two[:, 1]).sum())
+
+
+def test_roll_zero_is_the_upright_extraction() -> None:
+    pixels = photo(fluke("roll"))
+    plain = EXTRACTOR.extract(pixels)
+    (rolled,) = EXTRACTOR.extract_rolled(pixels, (0.0,))
+    assert np.array_equal(plain.keypoints, rolled.keypoints)
+    assert np.array_equal(plain.descriptors, rolled.descriptors)
+
+
+def test_a_roll_hypothesis_recovers_the_matches_of_a_rolled_photo() -> None:
+    pixels = fluke("roll")
+    height, width = pixels.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 20.0, 1.0)
+    rolled = cv2.warpAffine(pixels, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
+    gallery = EXTRACTOR.extract(photo(pixels)).descriptors
+    views = EXTRACTOR.extract_rolled(photo(rolled), (0.0, 20.0, -20.0))
+    assert all(np.array_equal(v.keypoints, views[0].keypoints) for v in views)
+    upright, *hypotheses = (_matches(v.descriptors, gallery) for v in views)
+    assert max(hypotheses) > 1.5 * upright
+
+
+def test_rolls_need_upright_descriptors() -> None:
+    extractor = RootSiftExtractor(KeypointConfig(upright=False))
+    with pytest.raises(ValueError, match="upright"):
+        extractor.extract_rolled(photo(fluke("roll")), (15.0,))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cv2
+import msgspec
 import numpy as np
 import pytest
 
 from embeddings.images import load_photo
 from embeddings.photo import Photo
+from embeddings.protocol import LocalFeatures
 from indexer.config import EngineConfig
 from indexer.gallery import Gallery
 from tests.synthetic import encode, sighting
@@ -237,3 +241,45 @@ def test_leave_one_out_excludes_the_query_photo(built: Path, photos) -> None:
         assert gallery.individual_of(without[0].image_id) == "ind-07"
     assert with_self[0].image_id == target.id
     assert all(r.image_id != target.id for r in without)
+
+
+def _rolled(photo: Photo, degrees: float) -> Photo:
+    pixels = photo.pixels
+    height, width = pixels.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    turned = cv2.warpAffine(pixels, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
+    return msgspec.structs.replace(photo, pixels=turned)
+
+
+def test_roll_hypotheses_are_searched_only_when_the_upright_search_verifies_weakly(
+    built: Path, photos
+) -> None:
+    calls: list[Sequence[float]] = []
+    with Gallery.open(built) as gallery:
+
+        def rolled_views(photo: Photo) -> Callable[[Sequence[float]], list[LocalFeatures]]:
+            def views(angles: Sequence[float]) -> list[LocalFeatures]:
+                calls.append(tuple(angles))
+                return gallery.extractor.extract_rolled(photo, angles)
+
+            return views
+
+        known = photos["ind-03", QUERY_SEED]
+        strong = gallery.rank(gallery.extractor.extract(known), rolled=rolled_views(known))
+        assert strong[0].inliers >= gallery.engine.roll_below_inliers
+        assert calls == []
+        stranger = photos["stranger", QUERY_SEED]
+        gallery.rank(gallery.extractor.extract(stranger), rolled=rolled_views(stranger))
+        assert calls == [gallery.engine.roll_angles]
+
+
+def test_a_rolled_photo_is_identified_through_a_roll_hypothesis(built: Path, photos) -> None:
+    query = _rolled(photos["ind-05", QUERY_SEED], 32.0)
+    with Gallery.open(built) as gallery:
+        upright = gallery.rank(gallery.extractor.extract(query))
+        ranked = gallery.rank(
+            gallery.extractor.extract(query),
+            rolled=lambda angles: gallery.extractor.extract_rolled(query, angles),
+        )
+        assert gallery.individual_of(ranked[0].image_id) == "ind-05"
+        assert ranked[0].inliers > (upright[0].inliers if upright else 0)

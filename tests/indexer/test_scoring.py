@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.scoring import image_scores, lnbnn_votes, verify
+from indexer.scoring import image_scores, lnbnn_votes, one_per_keypoint, verify
 
 
 def test_no_neighbours_give_no_votes() -> None:
@@ -66,3 +66,28 @@ def test_verify_counts_points_of_one_similarity_transform() -> None:
 def test_verify_needs_three_matches(count: int) -> None:
     points = np.zeros((count, 2), np.float32)
     assert verify(points, points, np.ones(count, np.float32), 3.0) == (0.0, 0)
+
+
+def test_one_per_keypoint_keeps_each_gallery_keypoints_heaviest_vote() -> None:
+    keypoint = np.array([5, 3, 5, 3, 9], np.int64)
+    weight = np.array([0.1, 0.7, 0.4, 0.2, 0.3], np.float32)
+    kept = one_per_keypoint(keypoint, weight)
+    assert sorted(kept.tolist()) == [1, 2, 4]
+
+
+def test_verify_refuses_a_transform_that_collapses_matches_onto_one_point() -> None:
+    # Many query points voting for one generic gallery point: a similarity of scale ~0
+    # fits them all within tolerance, but it is no match.
+    rng = np.random.default_rng(0)
+    query = rng.uniform(0, 300, (40, 2)).astype(np.float32)
+    gallery = np.repeat(np.array([[150.0, 150.0]], np.float32), 40, axis=0)
+    gallery += rng.normal(0, 0.5, gallery.shape).astype(np.float32)
+    assert verify(query, gallery, np.ones(40, np.float32), tolerance=3.0) == (0.0, 0)
+
+
+def test_verify_accepts_a_large_but_plausible_scale_change() -> None:
+    rng = np.random.default_rng(1)
+    query = rng.uniform(0, 75, (30, 2)).astype(np.float32)
+    gallery = 4.0 * query + np.float32(10.0)
+    score, inliers = verify(query, gallery, np.ones(30, np.float32), tolerance=3.0)
+    assert inliers == 30 and score == pytest.approx(30.0)
