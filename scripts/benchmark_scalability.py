@@ -207,12 +207,14 @@ def _descriptor_points(args: argparse.Namespace, engine: EngineConfig) -> dict:
         if not all((args.data / s / "manifest.csv").is_file() for s in DESCRIPTOR_SETS):
             return {"measured": False, "why": f"no real photos at {args.data} (not distributed)"}
         data_dir = Path(tempfile.mkdtemp(prefix="whaleid-scalability-"))
-        manifests = [str(args.data / s / "manifest.csv") for s in DESCRIPTOR_SETS]
         print(f"enrolling {', '.join(DESCRIPTOR_SETS)} into {data_dir} ...", file=sys.stderr)
-        subprocess.run(
-            [sys.executable, "-m", "service.cli", "enrol", *manifests, "--data", str(data_dir)],
-            check=True,
-        )
+        # `whaleid enrol` takes one manifest or folder per call.
+        for name in DESCRIPTOR_SETS:
+            manifest = str(args.data / name / "manifest.csv")
+            subprocess.run(
+                [sys.executable, "-m", "service.cli", "enrol", manifest, "--data", str(data_dir)],
+                check=True,
+            )
     extractor = RootSiftExtractor()
     with Store.open(data_dir / DATABASE_FILE) as store:
         features = [
