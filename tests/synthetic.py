@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["encode", "fluke", "perturb", "sighting", "write_folder", "write_manifest"]
+__all__ = ["encode", "fluke", "perturb", "rolled", "sighting", "write_folder", "write_manifest"]
 
 WIDTH, HEIGHT = 480, 320
 
@@ -96,6 +96,14 @@ def fluke(individual: int | str, *, width: int = WIDTH, height: int = HEIGHT) ->
     tint = rng.uniform(0.9, 1.0, 3)  # slightly bluish/greyish, as at sea
     rgb = gray[:, :, None] * tint[None, None, :]
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def rolled(image: np.ndarray, degrees: float) -> np.ndarray:
+    """The same photo taken with the camera rolled by `degrees` about its centre; borders
+    reflected, as in `perturb`, so no straight fill edge appears."""
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
 
 
 def perturb(image: np.ndarray, seed: int) -> np.ndarray:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
 from embeddings.keypoints import KeypointConfig, RootSiftExtractor
 from embeddings.photo import Photo
 from embeddings.protocol import Extractor
-from tests.synthetic import fluke
+from tests.synthetic import fluke, rolled
 
 EXTRACTOR = RootSiftExtractor()
 
@@ -114,11 +113,8 @@ def test_roll_zero_is_the_upright_extraction() -> None:
 
 def test_a_roll_hypothesis_recovers_the_matches_of_a_rolled_photo() -> None:
     pixels = fluke("roll")
-    height, width = pixels.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 20.0, 1.0)
-    rolled = cv2.warpAffine(pixels, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
     gallery = EXTRACTOR.extract(photo(pixels)).descriptors
-    views = EXTRACTOR.extract_rolled(photo(rolled), (0.0, 20.0, -20.0))
+    views = EXTRACTOR.extract_rolled(photo(rolled(pixels, 20.0)), (0.0, 20.0, -20.0))
     assert all(np.array_equal(v.keypoints, views[0].keypoints) for v in views)
     upright, *hypotheses = (_matches(v.descriptors, gallery) for v in views)
     assert max(hypotheses) > 1.5 * upright

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import cv2
 import msgspec
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from embeddings.photo import Photo
 from embeddings.protocol import LocalFeatures
 from indexer.config import EngineConfig
 from indexer.gallery import Gallery
-from tests.synthetic import encode, sighting
+from tests.synthetic import encode, rolled, sighting
 
 INDIVIDUALS = [f"ind-{i:02d}" for i in range(12)]
 GALLERY_SEEDS = (0, 1, 2)
@@ -243,14 +242,6 @@ def test_leave_one_out_excludes_the_query_photo(built: Path, photos) -> None:
     assert all(r.image_id != target.id for r in without)
 
 
-def _rolled(photo: Photo, degrees: float) -> Photo:
-    pixels = photo.pixels
-    height, width = pixels.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
-    turned = cv2.warpAffine(pixels, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
-    return msgspec.structs.replace(photo, pixels=turned)
-
-
 def test_roll_hypotheses_are_searched_only_when_the_upright_search_verifies_weakly(
     built: Path, photos
 ) -> None:
@@ -274,7 +265,8 @@ def test_roll_hypotheses_are_searched_only_when_the_upright_search_verifies_weak
 
 
 def test_a_rolled_photo_is_identified_through_a_roll_hypothesis(built: Path, photos) -> None:
-    query = _rolled(photos["ind-05", QUERY_SEED], 32.0)
+    known = photos["ind-05", QUERY_SEED]
+    query = msgspec.structs.replace(known, pixels=rolled(known.pixels, 32.0))
     with Gallery.open(built) as gallery:
         upright = gallery.rank(gallery.extractor.extract(query))
         ranked = gallery.rank(
