@@ -6,8 +6,16 @@ inner product, so every index here uses `METRIC_INNER_PRODUCT`, and `add` refuse
 that are not unit length: one of those would silently score too high or too low.
 
 Up to `exact_max` vectors the search is exact (`IndexFlatIP`). The `add` that crosses
-`exact_max` rebuilds the index from the stored vectors as one of two approximate kinds:
+`exact_max` rebuilds the index from the stored vectors as one of three approximate kinds:
 
+- PQ, the default: every vector is scanned in compressed form and the best candidates are
+  re-ranked exactly. A random rotation spreads the variance of the embedding, which
+  trained models concentrate in a few directions, evenly over 4-dimensional sub-vectors;
+  each is coded in 4 bits (product quantisation, Jégou et al., below) and scanned with
+  FAISS's register-resident lookup tables (André et al., "Quicker ADC", TPAMI 2019). The
+  `refine_factor * k` best codes are then scored with the stored float vectors. It is
+  trained once, on the vectors present at the switch; reports/scalability.md measures it
+  against HNSW.
 - HNSW (Malkov & Yashunin, "Efficient and robust approximate nearest neighbor search
   using Hierarchical Navigable Small World graphs", TPAMI 2018). It needs no training and
   adds vectors one by one, but FAISS cannot delete from it.
@@ -16,16 +24,18 @@ Up to `exact_max` vectors the search is exact (`IndexFlatIP`). The `add` that cr
 
 The index then stays approximate, even if removals shrink it, until `rebuild`.
 
-Removal. The exact and IVF indexes delete natively. FAISS's HNSW does not: the graph
-would have to be relinked (facebookresearch/faiss#3339). Rebuilding the graph on every
-removal would be correct but far too slow: 60 000 vectors of dimension 512 took 287 s to
-build on two cores. So HNSW removal leaves a tombstone instead. The removed vector's id in
-the `IndexIDMap2` id map becomes -1. The vector stays in the graph, where it still routes
-searches, and every search passes a selector that only accepts ids >= 0, so FAISS fills
-all k slots with live vectors. The tombstone is part of the FAISS index itself, so save
-and load keep it without a side file, and the removed id can be added again.
-`needs_rebuild` reports when more than 10 % of the graph is tombstones; `rebuild`
-compacts it.
+Removal. The exact and IVF indexes delete natively. The PQ kind removes the float
+vectors and encodes the remaining ones again with the trained rotation and quantiser, in
+time linear in the index (`remove` at a million vectors is timed in
+reports/scalability.md). FAISS's HNSW does not delete at all: the graph would have to be relinked (facebookresearch/faiss#3339).
+Rebuilding the graph on every removal would be correct but far too slow: 60 000 vectors
+of dimension 512 took 287 s to build on two cores. So HNSW removal leaves a tombstone
+instead. The removed vector's id in the `IndexIDMap2` id map becomes -1. The vector stays
+in the graph, where it still routes searches, and every search passes a selector that
+only accepts ids >= 0, so FAISS fills all k slots with live vectors. The tombstone is part
+of the FAISS index itself, so save and load keep it without a side file, and the removed
+id can be added again. `needs_rebuild` reports when more than 10 % of the graph is
+tombstones; `rebuild` compacts it.
 """
 
 from __future__ import annotations
@@ -41,10 +51,10 @@ from indexer.files import replacing
 
 __all__ = ["IndexKind", "VectorIndex"]
 
-IndexKind = Literal["hnsw", "ivf"]
+IndexKind = Literal["pq", "hnsw", "ivf"]
 """Approximate index used above `exact_max` vectors."""
 
-_Structure = Literal["exact", "hnsw", "ivf"]
+_Structure = Literal["exact", "pq", "hnsw", "ivf"]
 
 HNSW_EF_CONSTRUCTION = 100
 """Beam width while building the HNSW graph. A wider beam builds more slowly and gives a
@@ -54,6 +64,9 @@ against 28 s for FAISS's default 40, and raised recall@10 at efSearch 512 from 0
 NORM_TOLERANCE = 1e-3
 """Largest accepted deviation of a vector's L2 norm from 1. float32 rounding stays
 below 1e-6, so anything larger means the vector was never normalised."""
+PQ_TRAINING_MAX = 65_536
+"""Most vectors the PQ kind trains its quantiser on; FAISS's k-means samples 4 096 of
+them (256 per centroid) for each 16-centroid sub-quantiser anyway."""
 REBUILD_FRACTION = 0.1
 """Fraction of tombstones in an HNSW graph at which `needs_rebuild` becomes true. Dead
 nodes still cost search time, and filtering them out lowers recall."""
@@ -74,6 +87,8 @@ class VectorIndex:
         dim: embedding length D.
         exact_max: largest number of vectors searched exactly.
         kind: approximate index used above `exact_max`.
+        refine_factor: the PQ kind re-ranks this many times k candidates exactly. More
+            gives better recall and costs more time.
         hnsw_m: neighbours per HNSW node. More gives better recall and uses more memory.
         ef_search: HNSW beam width while searching (at least k is used).
         nprobe: IVF lists visited per query.
@@ -83,18 +98,22 @@ class VectorIndex:
         self,
         dim: int,
         exact_max: int = 50_000,
-        kind: IndexKind = "hnsw",
+        kind: IndexKind = "pq",
+        refine_factor: int = 20,
         hnsw_m: int = 32,
         ef_search: int = 128,
         nprobe: int = 32,
     ) -> None:
-        if kind not in ("hnsw", "ivf"):
-            raise ValueError(f"kind: expected 'hnsw' or 'ivf', got {kind!r}")
+        if kind not in ("pq", "hnsw", "ivf"):
+            raise ValueError(f"kind: expected 'pq', 'hnsw' or 'ivf', got {kind!r}")
+        if refine_factor < 1:
+            raise ValueError(f"refine_factor: expected >= 1, got {refine_factor}")
         if dim < 1:
             raise ValueError(f"dim: expected >= 1, got {dim}")
         self.dim = dim
         self.exact_max = exact_max
         self.kind: IndexKind = kind
+        self.refine_factor = refine_factor
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
         self.nprobe = nprobe
@@ -156,6 +175,8 @@ class VectorIndex:
         ids = _checked_ids(ids, None)
         if len(ids) == 0:
             return 0
+        if self._structure == "pq":
+            return self._remove_coded(ids)
         if self._structure != "hnsw":
             return int(self._index.remove_ids(ids))
         id_map = faiss.vector_to_array(self._index.id_map)
@@ -199,6 +220,8 @@ class VectorIndex:
             params = faiss.SearchParametersHNSW(efSearch=self.ef_search, sel=selector)
         elif self._structure == "ivf":
             params = faiss.SearchParametersIVF(nprobe=self.nprobe)
+        elif self._structure == "pq":
+            params = faiss.IndexRefineSearchParameters(k_factor=self.refine_factor)
         scores, ids = self._index.search(queries, k, params=params)
         scores[ids < 0] = -np.inf
         return scores, ids
@@ -214,7 +237,8 @@ class VectorIndex:
         cls,
         path: Path,
         exact_max: int = 50_000,
-        kind: IndexKind = "hnsw",
+        kind: IndexKind = "pq",
+        refine_factor: int = 20,
         hnsw_m: int = 32,
         ef_search: int = 128,
         nprobe: int = 32,
@@ -226,7 +250,7 @@ class VectorIndex:
             ValueError: the file is a FAISS index that `VectorIndex` never writes.
         """
         index = faiss.read_index(str(path))
-        loaded = cls(index.d, exact_max, kind, hnsw_m, ef_search, nprobe)
+        loaded = cls(index.d, exact_max, kind, refine_factor, hnsw_m, ef_search, nprobe)
         loaded._set(index)
         return loaded
 
@@ -240,6 +264,8 @@ class VectorIndex:
     def _build(self, ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
         if len(ids) <= self.exact_max:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        elif self.kind == "pq":
+            index = _trained_pq(vectors)
         elif self.kind == "hnsw":
             graph = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -251,6 +277,29 @@ class VectorIndex:
             index = _trained_ivf(vectors)
         index.add_with_ids(vectors, ids)
         return index
+
+    def _remove_coded(self, ids: np.ndarray) -> int:
+        id_map = faiss.vector_to_array(self._index.id_map)
+        hit = np.isin(id_map, ids)
+        removed = int(hit.sum())
+        if removed:
+            refine = faiss.downcast_index(self._index.index)
+            floats = faiss.downcast_index(refine.refine_index)
+            floats.remove_ids(faiss.IDSelectorBatch(np.flatnonzero(hit).astype(np.int64)))
+            # The codes are encoded again from the remaining float vectors (the trained
+            # rotation and quantiser are kept) rather than removed in place: after an
+            # in-place removal FAISS 1.15's fast-scan index misplaces the codes added next
+            # (a vector added after removing 32 of 3 000 was no longer found).
+            codes = refine.base_index
+            codes.reset()
+            codes.add(
+                faiss.rev_swig_ptr(floats.get_xb(), floats.ntotal * self.dim).reshape(-1, self.dim)
+            )
+            refine.ntotal = floats.ntotal
+            faiss.copy_array_to_vector(id_map[~hit], self._index.id_map)
+            self._index.ntotal = floats.ntotal
+            self._index.construct_rev_map()
+        return removed
 
     def _contents(self, with_vectors: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Live ids (N,) int64 and, if asked for, their vectors (N, D) float32 (else
@@ -318,11 +367,13 @@ def _structure_of(index: faiss.Index) -> _Structure:
             inner = faiss.downcast_index(index.index)
             if isinstance(inner, faiss.IndexHNSWFlat):
                 return "hnsw"
+            if isinstance(inner, faiss.IndexRefineFlat):
+                return "pq"
             if isinstance(inner, faiss.IndexFlat):
                 return "exact"
     raise ValueError(
-        f"expected an inner-product IndexIDMap2 over IndexFlat or IndexHNSWFlat, or an "
-        f"IndexIVFFlat; got {type(index).__name__} with metric {index.metric_type}"
+        "expected an inner-product IndexIDMap2 over IndexFlat, IndexRefineFlat or "
+        f"IndexHNSWFlat, or an IndexIVFFlat; got {type(index).__name__} with metric {index.metric_type}"
     )
 
 
@@ -341,4 +392,19 @@ def _trained_ivf(vectors: np.ndarray) -> faiss.IndexIVFFlat:
     # centroid of largest inner product is assigning it to the nearest one by cosine.
     index.cp.spherical = True
     index.train(training)
+    return index
+
+
+def _trained_pq(vectors: np.ndarray) -> faiss.IndexIDMap2:
+    """An empty PQ-kind index: random rotation, then 4-bit codes trained on a sample of
+    `vectors`; its candidates are re-ranked against the float vectors added."""
+    n, dim = vectors.shape
+    # One 4-bit code per 4 dimensions (64 bytes for 512-d); the rotation pads the
+    # vector to a multiple of 4.
+    coded = 4 * -(-dim // 4)
+    index = faiss.index_factory(
+        dim, f"IDMap2,RR{coded},PQ{coded // 4}x4fs,RFlat", faiss.METRIC_INNER_PRODUCT
+    )
+    rng = np.random.default_rng(0)
+    index.train(vectors[np.sort(rng.choice(n, min(n, PQ_TRAINING_MAX), replace=False))])
     return index

@@ -3,11 +3,13 @@ to the largest real gallery.
 
     python scripts/benchmark_scalability.py [--json reports/scalability.json]
         [--sizes 1000,10000,100000,1000000] [--queries 200] [--data ../shared/data]
-        [--gallery DIR]
+        [--gallery DIR] [--hnsw-max 100000]
 
 1. Global embeddings (the deep path's index, `indexer.vector_index.VectorIndex` with the
    engine's settings): for each size, build time, index memory, single-query search
-   latency p50/p95 (one thread) and recall@10 of the index against exact search. No real
+   latency p50/p95 (one thread), recall@10 of the index against exact search, a sweep of
+   its speed/recall setting, and the time to remove one vector. HNSW is measured beside
+   it up to `--hnsw-max` vectors (its million-vector build takes about 20 min). No real
    embeddings exist here (no real weights can be downloaded), so every size uses
    synthetic vectors, labelled as such: ArcFace-like clusters, one per individual (five
    photos each on average, same-individual cosine about 0.6), in an anisotropic space (a decaying
@@ -47,7 +49,9 @@ from indexer.vector_index import VectorIndex
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 DIM = 512
-EF_SWEEP = (128, 256, 512, 1024)
+SWEEPS = {"pq": ("refine_factor", (10, 20, 50, 100)), "hnsw": ("ef_search", (128, 256, 512, 1024))}
+"""Per approximate kind: the VectorIndex attribute that trades recall for time, and the
+values measured."""
 TARGET = {"size": 1_000_000, "search_ms_p50": 10.0, "recall_at_10": 0.95}
 DESCRIPTOR_SETS = ("humpback-flukes", "rightwhale")
 
@@ -60,11 +64,16 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--gallery", type=Path, help="data folder enrolled by an earlier run")
     parser.add_argument(
+        "--hnsw-max", type=int, default=100_000, help="largest size HNSW is measured at too"
+    )
+    parser.add_argument(
         "--render",
         type=Path,
         help="only refit and redraw the report and plot from this results JSON (rewritten)",
     )
     args = parser.parse_args()
+    if args.gallery is not None and not (args.gallery / DATABASE_FILE).is_file():
+        parser.error(f"--gallery: no {DATABASE_FILE} in {args.gallery}")
     if args.render is not None:
         results = json.loads(args.render.read_text())
         _finish(results)
@@ -77,11 +86,15 @@ def main() -> int:
         **report_meta(),
         "engine": {
             "deep_exact_max": engine.deep_exact_max,
+            "deep_index": engine.deep_index,
+            "deep_refine_factor": engine.deep_refine_factor,
             "deep_ef_search": engine.deep_ef_search,
             "exact_search_max": engine.exact_search_max,
             "nprobe": engine.nprobe,
         },
-        "global": [_global_point(n, args.queries, engine) for n in sizes],
+        "global": [
+            p for n in sizes for p in _global_points(n, args.queries, engine, args.hnsw_max)
+        ],
         "descriptors": _descriptor_points(args, engine),
         "target": TARGET,
     }
@@ -96,16 +109,15 @@ def _finish(results: dict) -> None:
     """Fit the growth curves, judge the target, write the report and the plot. Each curve
     is fitted on the approximate-index points only: below the exact limits the search is
     a different algorithm, and mixing the two would describe neither."""
-    results["global_fit"] = _fit(
-        [p["size"] for p in results["global"] if p["structure"] == "approximate"],
-        [p["search_ms_p50"] for p in results["global"] if p["structure"] == "approximate"],
-    )
+    engine_points = [p for p in results["global"] if p["engine_index"]]
+    fitted = [p for p in engine_points if p["structure"] == "approximate"]
+    results["global_fit"] = _fit([p["size"] for p in fitted], [p["search_ms_p50"] for p in fitted])
     if results["descriptors"]["measured"]:
         points = [p for p in results["descriptors"]["points"] if p["structure"] == "approximate"]
         results["descriptors"]["fit"] = _fit(
             [p["descriptors"] for p in points], [p["search_ms_p50"] for p in points]
         )
-    largest = max(results["global"], key=lambda p: p["size"])
+    largest = max(engine_points, key=lambda p: p["size"])
     results["target_met"] = (
         largest["size"] >= TARGET["size"]
         and largest["search_ms_p50"] <= TARGET["search_ms_p50"]
@@ -140,48 +152,70 @@ def synthetic_embeddings(n: int, queries: int, seed: int = 0) -> tuple[np.ndarra
     return gallery, photos(queries)
 
 
-def _global_point(n: int, queries: int, engine: EngineConfig) -> dict:
+def _global_points(n: int, queries: int, engine: EngineConfig, hnsw_max: int) -> list[dict]:
+    """The engine's index at size n, and HNSW beside it up to `hnsw_max` vectors."""
     print(f"global embeddings: {n} synthetic vectors ...", file=sys.stderr)
     gallery, query = synthetic_embeddings(n, queries)
-    index = VectorIndex(DIM, engine.deep_exact_max, ef_search=engine.deep_ef_search)
-    started = time.perf_counter()
-    index.add(np.arange(n, dtype=np.int64), gallery)
-    build_s = time.perf_counter() - started
-    with tempfile.TemporaryDirectory() as tmp:
-        index.save(Path(tmp) / "index.faiss")
-        index_bytes = (Path(tmp) / "index.faiss").stat().st_size
     exact = faiss.IndexFlatIP(DIM)
     exact.add(gallery)
     _, truth = exact.search(query, 10)
-    times, recall = _timed_search(index, query, truth)
-    point = {
-        "size": n,
-        "data": "synthetic",
-        "structure": "approximate" if index.approximate else "exact",
-        "index_kind": index.kind if index.approximate else "flat",
-        "build_s": build_s,
-        "index_mib": index_bytes / 2**20,
-        "search_ms_p50": statistics.median(times),
-        "search_ms_p95": float(np.percentile(times, 95)),
-        "recall_at_10": recall,
-    }
-    if index.kind == "hnsw" and index.approximate:
-        # The beam width trades recall for time; the engine's default is one of these.
-        sweep = []
-        for ef in EF_SWEEP:
-            index.ef_search = ef
-            ef_times, ef_recall = _timed_search(index, query, truth)
-            sweep.append(
-                {
-                    "ef_search": ef,
-                    "search_ms_p50": statistics.median(ef_times),
-                    "recall_at_10": ef_recall,
-                }
-            )
-        index.ef_search = engine.deep_ef_search
-        point["ef_sweep"] = sweep
-    print(f"  {point}", file=sys.stderr)
-    return point
+    del exact
+    kinds = [engine.deep_index]
+    if n > engine.deep_exact_max and n <= hnsw_max and engine.deep_index != "hnsw":
+        kinds.append("hnsw")
+    points = []
+    for kind in kinds:
+        index = VectorIndex(
+            DIM,
+            engine.deep_exact_max,
+            kind,
+            refine_factor=engine.deep_refine_factor,
+            ef_search=engine.deep_ef_search,
+        )
+        started = time.perf_counter()
+        index.add(np.arange(n, dtype=np.int64), gallery)
+        build_s = time.perf_counter() - started
+        with tempfile.TemporaryDirectory() as tmp:
+            index.save(Path(tmp) / "index.faiss")
+            index_bytes = (Path(tmp) / "index.faiss").stat().st_size
+        times, recall = _timed_search(index, query, truth)
+        point = {
+            "size": n,
+            "data": "synthetic",
+            "structure": "approximate" if index.approximate else "exact",
+            "index_kind": index.kind if index.approximate else "flat",
+            "engine_index": kind == engine.deep_index,
+            "build_s": build_s,
+            "index_mib": index_bytes / 2**20,
+            "search_ms_p50": statistics.median(times),
+            "search_ms_p95": float(np.percentile(times, 95)),
+            "recall_at_10": recall,
+        }
+        if index.approximate and index.kind in SWEEPS:
+            point["sweep"] = _sweep(index, query, truth)
+        started = time.perf_counter()
+        index.remove(np.array([n // 2], dtype=np.int64))
+        point["remove_one_s"] = time.perf_counter() - started
+        print(f"  {point}", file=sys.stderr)
+        points.append(point)
+        del index
+    return points
+
+
+def _sweep(index: VectorIndex, query: np.ndarray, truth: np.ndarray) -> dict:
+    """Speed and recall at each value of the kind's recall/time setting; the engine's
+    default is among them."""
+    setting, values = SWEEPS[index.kind]
+    default = getattr(index, setting)
+    rows = []
+    for value in values:
+        setattr(index, setting, value)
+        times, recall = _timed_search(index, query, truth)
+        rows.append(
+            {"value": value, "search_ms_p50": statistics.median(times), "recall_at_10": recall}
+        )
+    setattr(index, setting, default)
+    return {"setting": setting, "default": default, "points": rows}
 
 
 def _timed_search(
@@ -274,7 +308,7 @@ def _plot(results: dict, path: Path) -> None:
         (
             "global embeddings (synthetic)",
             "size",
-            results["global"],
+            [p for p in results["global"] if p["engine_index"]],
             results["global_fit"],
             (30, 90, 200),
         )
@@ -338,35 +372,42 @@ def _markdown(r: dict) -> str:
         "synthetic: ArcFace-like clusters of five photos per individual on average, in an anisotropic",
         "512-d space, queries being new photos of known individuals.",
         "",
-        "| vectors | data | index | build s | index MiB | search ms p50 | p95 | recall@10 |",
-        "|---|---|---|---|---|---|---|---|",
+        f"The engine's index is `{r['engine']['deep_index']}` above `deep_exact_max` ="
+        f" {r['engine']['deep_exact_max']:,} vectors (flat, exact, up to it); other kinds are"
+        " measured beside it for comparison. *remove 1 s*: time to remove one vector.",
+        "",
+        "| vectors | data | index | build s | index MiB | search ms p50 | p95 | recall@10"
+        " | remove 1 s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in r["global"]:
+        engine_mark = "" if p["engine_index"] else " (comparison)"
         lines.append(
-            f"| {p['size']:,} | {p['data']} | {p['index_kind']} | {p['build_s']:.1f} |"
-            f" {p['index_mib']:.0f} | {p['search_ms_p50']:.2f} | {p['search_ms_p95']:.2f} |"
-            f" {p['recall_at_10']:.3f} |"
+            f"| {p['size']:,} | {p['data']} | {p['index_kind']}{engine_mark} |"
+            f" {p['build_s']:.1f} | {p['index_mib']:.0f} | {p['search_ms_p50']:.2f} |"
+            f" {p['search_ms_p95']:.2f} | {p['recall_at_10']:.3f} | {p['remove_one_s']:.3f} |"
         )
     for p in r["global"]:
-        if "ef_sweep" in p:
+        if "sweep" in p:
+            sweep = p["sweep"]
             lines += [
                 "",
-                f"HNSW beam width at {p['size']:,} vectors (the engine uses"
-                f" `deep_ef_search` = {r['engine']['deep_ef_search']}):",
+                f"{p['index_kind']} at {p['size']:,} vectors, `{sweep['setting']}` (default"
+                f" {sweep['default']}):",
                 "",
-                "| efSearch | search ms p50 | recall@10 |",
+                f"| {sweep['setting']} | search ms p50 | recall@10 |",
                 "|---|---|---|",
             ]
             lines += [
-                f"| {s['ef_search']} | {s['search_ms_p50']:.2f} | {s['recall_at_10']:.3f} |"
-                for s in p["ef_sweep"]
+                f"| {s['value']} | {s['search_ms_p50']:.2f} | {s['recall_at_10']:.3f} |"
+                for s in sweep["points"]
             ]
     fit = r["global_fit"]
     target = r["target"]
     lines += [
         "",
-        f"Fitted growth on the HNSW points: search ms = {fit['a']:.3g} x size^{fit['b']:.2f}"
-        " (at the engine's efSearch).",
+        f"Fitted growth on the engine's approximate points: search ms = {fit['a']:.3g} x"
+        f" size^{fit['b']:.2f}.",
         f"Target at {target['size']:,} vectors: p50 <= {target['search_ms_p50']} ms and"
         f" recall@10 >= {target['recall_at_10']}: {'met' if r['target_met'] else 'NOT met'}.",
         "",

@@ -67,9 +67,11 @@ def rows() -> list[str]:
         )
     scalability = _load("scalability.json")
     if scalability:
-        p = max(scalability["global"], key=lambda point: point["size"])
+        engine_points = [point for point in scalability["global"] if point["engine_index"]]
+        p = max(engine_points, key=lambda point: point["size"])
         out.append(
-            f"| embedding search at {p['size']:,} vectors (synthetic): p50 / recall@10 |"
+            f"| embedding search at {p['size']:,} vectors (synthetic, {p['index_kind']}):"
+            " p50 / recall@10 |"
             f" {p['search_ms_p50']:.1f} ms / {p['recall_at_10']:.3f} | <= 10 ms / >= 0.95 |"
             " [scalability](reports/scalability.md) |"
         )
