@@ -19,7 +19,7 @@ import numpy as np
 from embeddings.photo import Photo
 from embeddings.protocol import FeatureKind, LocalFeatures
 
-__all__ = ["KeypointConfig", "RootSiftExtractor"]
+__all__ = ["Detection", "KeypointConfig", "RootSiftExtractor"]
 
 _MIN_SIDE = 16
 """Below this many pixels (after resizing) a side holds no SIFT descriptor window."""
@@ -76,73 +76,35 @@ class RootSiftExtractor:
             LocalFeatures with keypoints in the photo's own pixel coordinates (the working
             resize is undone) and uint8-quantised RootSIFT descriptors, (N, 128).
         """
-        return self.extract_rolled(photo, (0.0,))[0]
+        return self.detect(photo).describe()
 
     def extract_rolled(self, photo: Photo, rolls: Sequence[float]) -> list[LocalFeatures]:
-        """Features of `photo` once per roll angle: the same keypoints, each described at
-        that angle (degrees) instead of upright.
+        """Features of `photo` once per roll angle (degrees): `detect`, then
+        `Detection.describe` at each angle."""
+        detection = self.detect(photo)
+        return [detection.describe(roll) for roll in rolls]
 
-        Upright descriptors of a photo taken with the camera rolled by about the same
-        angle match the gallery's upright ones again, so a query can be searched under a
-        few roll hypotheses without giving up the accuracy of upright description.
-        Detection is shared; only description is repeated.
-
-        Raises:
-            ValueError: the extractor is not `upright` (its descriptors are already
-                rotation invariant) and a roll other than 0 is asked for.
-        """
-        if not self.config.upright and any(roll != 0.0 for roll in rolls):
-            raise ValueError("roll angles need upright descriptors (KeypointConfig.upright)")
+    def detect(self, photo: Photo) -> Detection:
+        """Find the photo's keypoints, to be described by the returned `Detection`."""
         gray = cv2.cvtColor(photo.pixels, cv2.COLOR_RGB2GRAY)
         scale = min(self.config.long_side / max(gray.shape), self.config.max_upscale)
         if abs(scale - 1.0) > 1e-3:
             size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
             gray = cv2.resize(gray, size, interpolation=interpolation)
-        if min(gray.shape) < _MIN_SIDE:
-            return [_empty() for _ in rolls]
-        if self.config.clahe:
-            gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
-        mask = self._content_mask(gray)
         # cv2.SIFT is not re-entrant across threads; a fresh detector per call is cheap.
         sift = cv2.SIFT_create(
             nfeatures=self.config.max_features,
             contrastThreshold=self.config.contrast_threshold,
         )
-        keypoints = sift.detect(gray, mask)
+        if min(gray.shape) < _MIN_SIDE:
+            return Detection(sift, gray, [], scale, upright=self.config.upright)
+        if self.config.clahe:
+            gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
+        keypoints = sift.detect(gray, self._content_mask(gray))
         if self.config.upright:
             keypoints = _upright(keypoints)
-        return [self._describe(sift, gray, keypoints, roll, scale) for roll in rolls]
-
-    def _describe(
-        self,
-        sift: cv2.SIFT,
-        gray: np.ndarray,
-        keypoints: Sequence[cv2.KeyPoint],
-        roll: float,
-        scale: float,
-    ) -> LocalFeatures:
-        if self.config.upright:
-            for keypoint in keypoints:
-                keypoint.angle = roll % 360.0
-        described, descriptors = sift.compute(gray, keypoints)
-        if descriptors is None or not described:
-            return _empty()
-        # Upright keypoints are reported at angle 0 whatever roll described them: the
-        # angle is the photo's geometry, the roll only a search hypothesis.
-        points = np.array(
-            [
-                (
-                    k.pt[0] / scale,
-                    k.pt[1] / scale,
-                    k.size / scale,
-                    0.0 if self.config.upright else k.angle,
-                )
-                for k in described
-            ],
-            dtype=np.float32,
-        )
-        return LocalFeatures(keypoints=points, descriptors=_root_sift(descriptors))
+        return Detection(sift, gray, keypoints, scale, upright=self.config.upright)
 
     def _content_mask(self, gray: np.ndarray) -> np.ndarray:
         """(H, W) uint8 mask, 0 on uniform letterbox borders and saturated glare.
@@ -166,6 +128,66 @@ class RootSiftExtractor:
                         mask[:, i] = 0
         # Keep keypoints whose support region would straddle the border out as well.
         return cv2.erode(mask, np.ones((9, 9), np.uint8))
+
+
+class Detection:
+    """One photo's keypoints, found once and described on demand.
+
+    Upright descriptors of a photo taken with the camera rolled match the gallery's
+    upright ones again when described at about the same roll, so a query can be searched
+    under a few roll hypotheses without giving up the accuracy of upright description.
+    Detection is shared by the hypotheses; only description is repeated. Use it in the
+    thread that made it: it holds that call's SIFT detector.
+    """
+
+    def __init__(
+        self,
+        sift: cv2.SIFT,
+        gray: np.ndarray,
+        keypoints: Sequence[cv2.KeyPoint],
+        scale: float,
+        *,
+        upright: bool,
+    ) -> None:
+        self._sift = sift
+        self._gray = gray
+        self._keypoints = keypoints
+        self._scale = scale
+        self._upright = upright
+
+    def describe(self, roll: float = 0.0) -> LocalFeatures:
+        """The keypoints described at `roll` degrees (0: upright, as stored).
+
+        Raises:
+            ValueError: the extractor is not `upright` (its descriptors are already
+                rotation invariant) and a roll other than 0 is asked for.
+        """
+        if not self._upright and roll != 0.0:
+            raise ValueError("roll angles need upright descriptors (KeypointConfig.upright)")
+        if not self._keypoints:
+            return _empty()
+        if self._upright:
+            for keypoint in self._keypoints:
+                keypoint.angle = roll % 360.0
+        described, descriptors = self._sift.compute(self._gray, self._keypoints)
+        if descriptors is None or not described:
+            return _empty()
+        scale = self._scale
+        # Upright keypoints are reported at angle 0 whatever roll described them: the
+        # angle is the photo's geometry, the roll only a search hypothesis.
+        points = np.array(
+            [
+                (
+                    k.pt[0] / scale,
+                    k.pt[1] / scale,
+                    k.size / scale,
+                    0.0 if self._upright else k.angle,
+                )
+                for k in described
+            ],
+            dtype=np.float32,
+        )
+        return LocalFeatures(keypoints=points, descriptors=_root_sift(descriptors))
 
 
 def _empty() -> LocalFeatures:

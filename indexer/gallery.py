@@ -473,7 +473,8 @@ class Gallery:
         each candidate's probability fuses both kinds of evidence (see `answer`).
         """
         started = time.perf_counter()
-        features = self.extractor.extract(photo)
+        detection = self.extractor.detect(photo)
+        features = detection.describe()
         timings = {"features": 1000 * (time.perf_counter() - started)}
         deep_hits: dict[str, DeepHit] | None = None
         if self.embedder is not None and self._deep is not None:
@@ -489,7 +490,7 @@ class Gallery:
         ranked = (
             self.rank(
                 features,
-                rolled=lambda angles: self.extractor.extract_rolled(photo, angles),
+                rolled=lambda angles: [detection.describe(angle) for angle in angles],
                 verify_also=verify_also,
             )
             if enough
@@ -522,7 +523,7 @@ class Gallery:
         Args:
             features: the query's local features.
             rolled: rolled(angles) -> the query's features described at those angles
-                (`RootSiftExtractor.extract_rolled`); called only when needed.
+                (`Detection.describe` of its keypoints); called only when needed.
             exclude: photo ids to leave out, as if not enrolled (leave-one-out).
             verify_also: photo ids to verify even if LNBNN does not shortlist them (the
                 deep model's shortlist); only photos with votes can verify.

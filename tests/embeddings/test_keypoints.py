@@ -111,6 +111,17 @@ def test_roll_zero_is_the_upright_extraction() -> None:
     assert np.array_equal(plain.descriptors, rolled.descriptors)
 
 
+def test_a_detection_described_at_a_roll_describes_upright_again() -> None:
+    pixels = photo(fluke("roll"))
+    detection = EXTRACTOR.detect(pixels)
+    rolled_view = detection.describe(20.0)
+    again = detection.describe()
+    plain = EXTRACTOR.extract(pixels)
+    assert not np.array_equal(rolled_view.descriptors, plain.descriptors)
+    assert np.array_equal(again.keypoints, plain.keypoints)
+    assert np.array_equal(again.descriptors, plain.descriptors)
+
+
 def test_a_roll_hypothesis_recovers_the_matches_of_a_rolled_photo() -> None:
     pixels = fluke("roll")
     gallery = EXTRACTOR.extract(photo(pixels)).descriptors

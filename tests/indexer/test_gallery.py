@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from embeddings.images import load_photo
+from embeddings.keypoints import Detection
 from embeddings.photo import Photo
 from embeddings.protocol import LocalFeatures
 from indexer.config import EngineConfig
@@ -262,6 +263,32 @@ def test_roll_hypotheses_are_searched_only_when_the_upright_search_verifies_weak
         stranger = photos["stranger", QUERY_SEED]
         gallery.rank(gallery.extractor.extract(stranger), rolled=rolled_views(stranger))
         assert calls == [gallery.engine.roll_angles]
+
+
+def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
+    built: Path, photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detected: list[Photo] = []
+    described: list[float] = []
+    describe = Detection.describe
+
+    def spy_describe(self: Detection, roll: float = 0.0) -> LocalFeatures:
+        described.append(roll)
+        return describe(self, roll)
+
+    monkeypatch.setattr(Detection, "describe", spy_describe)
+    with Gallery.open(built) as gallery:
+        detect = gallery.extractor.detect
+
+        def spy_detect(photo: Photo) -> Detection:
+            detected.append(photo)
+            return detect(photo)
+
+        monkeypatch.setattr(gallery.extractor, "detect", spy_detect)
+        # A stranger verifies weakly upright, so every hypothesis is searched.
+        gallery.identify(photos["stranger", QUERY_SEED])
+        assert described == [0.0, *gallery.engine.roll_angles]
+    assert len(detected) == 1
 
 
 def test_a_rolled_photo_is_identified_through_a_roll_hypothesis(built: Path, photos) -> None:
