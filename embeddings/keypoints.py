@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Annotated, NamedTuple
 
 import cv2
 import msgspec
@@ -36,7 +37,15 @@ class KeypointConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_upscale: float = 2.0
     """Largest enlargement factor; enlarging a blurry crop further adds no detail."""
     max_features: int = 1500
-    """Strongest keypoints kept per photo; bounds memory and search time."""
+    """Strongest keypoints kept per photo at each level (the working size and each of
+    `coarse_levels`); bounds memory and search time."""
+    coarse_levels: tuple[Annotated[float, msgspec.Meta(gt=1)], ...] = (4.0,)
+    """Keypoints are also detected on the working-size photo shrunk by each of these
+    factors and added to its features, in the same coordinates. The strongest
+    `max_features` keypoints at the working size are nearly all fine detail, which a
+    blurred, distant or low-resolution photo does not have; the coarse level gives both
+    photos the same coarse structure to match. Factor 4 adds about 15 % more keypoints;
+    reports/noise.md and reports/accuracy.md measure what it changes. () turns it off."""
     contrast_threshold: float = 0.02
     """SIFT's DoG contrast threshold; lower finds more, weaker keypoints. Whale skin is
     low-contrast: 0.02 with 1500 keypoints beat OpenCV's 0.04 with 1000 by about 5 points
@@ -97,14 +106,25 @@ class RootSiftExtractor:
             nfeatures=self.config.max_features,
             contrastThreshold=self.config.contrast_threshold,
         )
+        levels = [self._level(sift, gray, scale)]
+        for factor in self.config.coarse_levels:
+            size = (round(gray.shape[1] / factor), round(gray.shape[0] / factor))
+            if min(size) < _MIN_SIDE:
+                continue
+            coarse = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+            levels.append(self._level(sift, coarse, scale / factor))
+        return Detection(sift, levels, upright=self.config.upright)
+
+    def _level(self, sift: cv2.SIFT, gray: np.ndarray, scale: float) -> _Level:
+        """Keypoints of `gray`, the photo resized by `scale`."""
         if min(gray.shape) < _MIN_SIDE:
-            return Detection(sift, gray, [], scale, upright=self.config.upright)
+            return _Level(gray, [], scale)
         if self.config.clahe:
             gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
         keypoints = sift.detect(gray, self._content_mask(gray))
         if self.config.upright:
             keypoints = _upright(keypoints)
-        return Detection(sift, gray, keypoints, scale, upright=self.config.upright)
+        return _Level(gray, keypoints, scale)
 
     def _content_mask(self, gray: np.ndarray) -> np.ndarray:
         """(H, W) uint8 mask, 0 on uniform letterbox borders and saturated glare.
@@ -130,6 +150,14 @@ class RootSiftExtractor:
         return cv2.erode(mask, np.ones((9, 9), np.uint8))
 
 
+class _Level(NamedTuple):
+    """Keypoints found on the photo resized by `scale`, and that resized grey image."""
+
+    gray: np.ndarray
+    keypoints: Sequence[cv2.KeyPoint]
+    scale: float
+
+
 class Detection:
     """One photo's keypoints, found once and described on demand.
 
@@ -143,16 +171,12 @@ class Detection:
     def __init__(
         self,
         sift: cv2.SIFT,
-        gray: np.ndarray,
-        keypoints: Sequence[cv2.KeyPoint],
-        scale: float,
+        levels: Sequence[_Level],
         *,
         upright: bool,
     ) -> None:
         self._sift = sift
-        self._gray = gray
-        self._keypoints = keypoints
-        self._scale = scale
+        self._levels = levels
         self._upright = upright
 
     def describe(self, roll: float = 0.0) -> LocalFeatures:
@@ -164,15 +188,27 @@ class Detection:
         """
         if not self._upright and roll != 0.0:
             raise ValueError("roll angles need upright descriptors (KeypointConfig.upright)")
-        if not self._keypoints:
+        parts = [self._describe_level(level, roll) for level in self._levels]
+        parts = [part for part in parts if part is not None]
+        if not parts:
             return _empty()
+        return LocalFeatures(
+            keypoints=np.concatenate([points for points, _ in parts]),
+            descriptors=_root_sift(np.concatenate([descriptors for _, descriptors in parts])),
+        )
+
+    def _describe_level(self, level: _Level, roll: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """(N, 4) keypoints in the photo's coordinates and (N, 128) SIFT descriptors of
+        one level, or None when it has none."""
+        if not level.keypoints:
+            return None
         if self._upright:
-            for keypoint in self._keypoints:
+            for keypoint in level.keypoints:
                 keypoint.angle = roll % 360.0
-        described, descriptors = self._sift.compute(self._gray, self._keypoints)
+        described, descriptors = self._sift.compute(level.gray, level.keypoints)
         if descriptors is None or not described:
-            return _empty()
-        scale = self._scale
+            return None
+        scale = level.scale
         # Upright keypoints are reported at angle 0 whatever roll described them: the
         # angle is the photo's geometry, the roll only a search hypothesis.
         points = np.array(
@@ -187,7 +223,7 @@ class Detection:
             ],
             dtype=np.float32,
         )
-        return LocalFeatures(keypoints=points, descriptors=_root_sift(descriptors))
+        return points, descriptors
 
 
 def _empty() -> LocalFeatures:

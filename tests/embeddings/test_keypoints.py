@@ -103,6 +103,37 @@ def _matches(a: np.ndarray, b: np.ndarray) -> int:
     return int((two[:, 0] < 0.8 * two[:, 1]).sum())
 
 
+def test_a_coarse_level_adds_large_keypoints_in_the_photo_own_coordinates() -> None:
+    """The coarse level's keypoints follow the working size's, unchanged, and are the
+    photo's coarse structure: about `factor` times larger, inside the photo."""
+    pixels = photo(fluke("coarse", width=960, height=640))
+    fine_only = RootSiftExtractor(KeypointConfig(coarse_levels=()))
+    fine = fine_only.extract(pixels)
+    both = EXTRACTOR.extract(pixels)
+    n = len(fine.keypoints)
+    coarse = both.keypoints[n:]
+    assert EXTRACTOR.config.coarse_levels == (4.0,)
+    assert np.array_equal(both.keypoints[:n], fine.keypoints)
+    assert np.array_equal(both.descriptors[:n], fine.descriptors)
+    assert 0.1 * n <= len(coarse) <= 0.6 * n
+    assert np.median(coarse[:, 2]) > 3 * np.median(fine.keypoints[:, 2])
+    assert coarse[:, 0].min() >= 0 and coarse[:, 0].max() < 960
+    assert coarse[:, 1].min() >= 0 and coarse[:, 1].max() < 640
+
+
+def test_a_coarse_level_too_small_for_sift_is_skipped() -> None:
+    """A 28 px crop is worked at 56 px; a quarter of that holds no descriptor window."""
+    small = photo(fluke("tiny", width=28, height=28))
+    fine_only = RootSiftExtractor(KeypointConfig(coarse_levels=()))
+    features = EXTRACTOR.extract(small)
+    assert len(features.keypoints) > 0
+    assert np.array_equal(features.keypoints, fine_only.extract(small).keypoints)
+
+
+def test_coarse_levels_change_the_extractor_version() -> None:
+    assert RootSiftExtractor(KeypointConfig(coarse_levels=())).version != EXTRACTOR.version
+
+
 def test_roll_zero_is_the_upright_extraction() -> None:
     pixels = photo(fluke("roll"))
     plain = EXTRACTOR.extract(pixels)

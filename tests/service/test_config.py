@@ -101,6 +101,11 @@ def test_os_environ_is_read_when_none_is_given(monkeypatch: pytest.MonkeyPatch) 
         ),
         pytest.param('[engine]\ntop_k = "five"\n', "$.engine.top_k", id="wrong-type"),
         pytest.param("port = 70000\n", "$.port", id="out-of-range"),
+        pytest.param(
+            "[features]\ncoarse_levels = [0.5]\n",
+            "$.features.coarse_levels[0]",
+            id="coarse-level-enlarges",
+        ),
         pytest.param("workers = 0\n", "$.workers", id="no-workers"),
         pytest.param('data_dir = ""\n', "$.data_dir", id="empty-data-dir"),
         pytest.param("port = [\n", "not valid TOML", id="syntax"),
