@@ -161,9 +161,10 @@ def _run_set(manifest: Path, queries: int) -> dict:
 
 
 def _top1(gallery: Gallery, photo: Photo, image_id: int) -> str | None:
+    detection = gallery.extractor.detect(photo)
     ranked = gallery.rank(
-        gallery.extractor.extract(photo),
-        rolled=lambda angles: gallery.extractor.extract_rolled(photo, angles),
+        detection.describe(),
+        rolled=lambda angles: [detection.describe(angle) for angle in angles],
         exclude=[image_id],
     )
     answer = gallery.answer(ranked, top_k=1)
