@@ -44,10 +44,13 @@ class KeypointConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     factors and added to its features, in the same coordinates. The strongest
     `max_features` keypoints at the working size are nearly all fine detail, which a
     blurred, distant or low-resolution photo does not have; the coarse level gives both
-    photos the same coarse structure to match. Factor 4 adds about 15 % more keypoints
-    and 6 % more extraction time; leave-one-out top-1 rose from 0.815 to 0.823 (flukes),
-    0.530 to 0.549 (right whale) and 0.677 to 0.692 (Happywhale frames), and on flukes
-    downscaled to 25 % (reports/noise.md) from 0.400 to 0.447. () turns it off."""
+    photos the same coarse structure to match. It is made from the photo's own pixels, as
+    a shot from `factor` times farther would look once enlarged to the working size: on
+    flukes downscaled to 25 % (reports/noise.md) top-1 rose from 0.447, shrinking the
+    enlarged working image, to 0.533 (blurred: 0.520 to 0.593), and from 0.400 with no
+    coarse level. Leave-one-out top-1 without a coarse level and with it: flukes 0.815
+    and 0.819, right whale 0.530 and 0.554, Happywhale frames 0.677 and 0.692. On the
+    crops it adds 12-17 % more keypoints. () turns it off."""
     contrast_threshold: float = 0.02
     """SIFT's DoG contrast threshold; lower finds more, weaker keypoints. Whale skin is
     low-contrast: 0.02 with 1500 keypoints beat OpenCV's 0.04 with 1000 by about 5 points
@@ -98,23 +101,23 @@ class RootSiftExtractor:
     def detect(self, photo: Photo) -> Detection:
         """Find the photo's keypoints, to be described by the returned `Detection`."""
         gray = cv2.cvtColor(photo.pixels, cv2.COLOR_RGB2GRAY)
-        scale = min(self.config.long_side / max(gray.shape), self.config.max_upscale)
-        if abs(scale - 1.0) > 1e-3:
-            size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-            gray = cv2.resize(gray, size, interpolation=interpolation)
         # cv2.SIFT is not re-entrant across threads; a fresh detector per call is cheap.
         sift = cv2.SIFT_create(
             nfeatures=self.config.max_features,
             contrastThreshold=self.config.contrast_threshold,
         )
-        levels = [self._level(sift, gray, scale)]
+        working = min(self.config.long_side / max(gray.shape), self.config.max_upscale)
+        levels = [self._level(sift, _resized(gray, working), working)]
+        # A coarse level is the working image shrunk by `factor`, but made from the photo
+        # shrunk and then enlarged as much as the working image was: shrinking an enlarged
+        # crop would keep detail that the same crop taken from farther away, or blurred,
+        # does not have, and such a query's working level could not match it.
+        enlarge = max(working, 1.0)
         for factor in self.config.coarse_levels:
-            size = (round(gray.shape[1] / factor), round(gray.shape[0] / factor))
-            if min(size) < _MIN_SIDE:
+            small = _resized(gray, working / enlarge / factor)
+            if min(small.shape) < _MIN_SIDE:
                 continue
-            coarse = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-            levels.append(self._level(sift, coarse, scale / factor))
+            levels.append(self._level(sift, _resized(small, enlarge), working / factor))
         return Detection(sift, levels, upright=self.config.upright)
 
     def _level(self, sift: cv2.SIFT, gray: np.ndarray, scale: float) -> _Level:
@@ -226,6 +229,15 @@ class Detection:
             dtype=np.float32,
         )
         return points, descriptors
+
+
+def _resized(gray: np.ndarray, scale: float) -> np.ndarray:
+    """`gray` resized by `scale`: area-averaged down, bicubic up."""
+    if abs(scale - 1.0) <= 1e-3:
+        return gray
+    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return cv2.resize(gray, size, interpolation=interpolation)
 
 
 def _empty() -> LocalFeatures:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -119,6 +120,21 @@ def test_a_coarse_level_adds_large_keypoints_in_the_photo_own_coordinates() -> N
     assert np.median(coarse[:, 2]) > 3 * np.median(fine.keypoints[:, 2])
     assert coarse[:, 0].min() >= 0 and coarse[:, 0].max() < 960
     assert coarse[:, 1].min() >= 0 and coarse[:, 1].max() < 640
+
+
+def test_a_crop_coarse_level_is_the_crop_taken_from_farther_away() -> None:
+    """A 300 px crop is worked enlarged 2x; its coarse level must hold only the detail of
+    the crop shrunk 4x (and enlarged as that small photo would be), so that a distant
+    photo's working-size keypoints find it."""
+    crop = fluke("crop", width=300, height=200)
+    distant = cv2.resize(crop, (75, 50), interpolation=cv2.INTER_AREA)
+    fine_only = RootSiftExtractor(KeypointConfig(coarse_levels=()))
+    n = len(fine_only.extract(photo(crop)).keypoints)
+    coarse = EXTRACTOR.extract(photo(crop)).keypoints[n:, :2]
+    seen_far = fine_only.extract(photo(distant)).keypoints[:, :2] * 4
+    nearest = np.linalg.norm(coarse[:, None] - seen_far[None], axis=2).min(axis=1)
+    assert len(coarse) > 20
+    assert np.mean(nearest < 0.5) > 0.9, np.mean(nearest < 0.5)
 
 
 def test_a_coarse_level_too_small_for_sift_is_skipped() -> None:
