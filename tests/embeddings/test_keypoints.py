@@ -12,6 +12,8 @@ from embeddings.protocol import Extractor
 from tests.synthetic import fluke, rolled
 
 EXTRACTOR = RootSiftExtractor()
+FINE_ONLY = RootSiftExtractor(KeypointConfig(coarse_levels=()))
+"""Working-size keypoints only, to tell the coarse level's from them."""
 
 
 def photo(pixels: np.ndarray) -> Photo:
@@ -108,8 +110,7 @@ def test_a_coarse_level_adds_large_keypoints_in_the_photo_own_coordinates() -> N
     """The coarse level's keypoints follow the working size's, unchanged, and are the
     photo's coarse structure: about `factor` times larger, inside the photo."""
     pixels = photo(fluke("coarse", width=960, height=640))
-    fine_only = RootSiftExtractor(KeypointConfig(coarse_levels=()))
-    fine = fine_only.extract(pixels)
+    fine = FINE_ONLY.extract(pixels)
     both = EXTRACTOR.extract(pixels)
     n = len(fine.keypoints)
     coarse = both.keypoints[n:]
@@ -128,10 +129,9 @@ def test_a_crop_coarse_level_is_the_crop_taken_from_farther_away() -> None:
     photo's working-size keypoints find it."""
     crop = fluke("crop", width=300, height=200)
     distant = cv2.resize(crop, (75, 50), interpolation=cv2.INTER_AREA)
-    fine_only = RootSiftExtractor(KeypointConfig(coarse_levels=()))
-    n = len(fine_only.extract(photo(crop)).keypoints)
+    n = len(FINE_ONLY.extract(photo(crop)).keypoints)
     coarse = EXTRACTOR.extract(photo(crop)).keypoints[n:, :2]
-    seen_far = fine_only.extract(photo(distant)).keypoints[:, :2] * 4
+    seen_far = FINE_ONLY.extract(photo(distant)).keypoints[:, :2] * 4
     nearest = np.linalg.norm(coarse[:, None] - seen_far[None], axis=2).min(axis=1)
     assert len(coarse) > 20
     assert np.mean(nearest < 0.5) > 0.9, np.mean(nearest < 0.5)
@@ -140,14 +140,13 @@ def test_a_crop_coarse_level_is_the_crop_taken_from_farther_away() -> None:
 def test_a_coarse_level_too_small_for_sift_is_skipped() -> None:
     """A 28 px crop is worked at 56 px; a quarter of that holds no descriptor window."""
     small = photo(fluke("tiny", width=28, height=28))
-    fine_only = RootSiftExtractor(KeypointConfig(coarse_levels=()))
     features = EXTRACTOR.extract(small)
     assert len(features.keypoints) > 0
-    assert np.array_equal(features.keypoints, fine_only.extract(small).keypoints)
+    assert np.array_equal(features.keypoints, FINE_ONLY.extract(small).keypoints)
 
 
 def test_coarse_levels_change_the_extractor_version() -> None:
-    assert RootSiftExtractor(KeypointConfig(coarse_levels=())).version != EXTRACTOR.version
+    assert FINE_ONLY.version != EXTRACTOR.version
 
 
 def test_roll_zero_is_the_upright_extraction() -> None:
