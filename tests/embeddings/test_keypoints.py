@@ -181,3 +181,37 @@ def test_rolls_need_upright_descriptors() -> None:
     extractor = RootSiftExtractor(KeypointConfig(upright=False))
     with pytest.raises(ValueError, match="upright"):
         extractor.extract_rolled(photo(fluke("roll")), (15.0,))
+
+
+def _rotated_with_fill(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """`image` rotated on an enlarged canvas with flat grey corners (nearest-neighbour,
+    as PIL's default rotate), and the (H, W) bool mask of the photo's own pixels."""
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    side = int(np.ceil(np.hypot(width, height)))
+    matrix[:, 2] += ((side - width) / 2, (side - height) / 2)
+    warp = dict(dsize=(side, side), flags=cv2.INTER_NEAREST, borderValue=(128, 128, 128))
+    rotated = cv2.warpAffine(image, matrix, **warp)
+    inside = cv2.warpAffine(np.ones((height, width), np.uint8), matrix, **warp | dict(borderValue=0))
+    return rotated, inside.astype(bool)
+
+
+def test_flat_fill_of_a_rotated_crop_gets_no_keypoints() -> None:
+    """The grey corners of a rotated crop are fill: their aliased edges gave keypoints
+    (as they still do with the fill mask off), which must now all lie on the photo, more
+    than a pixel from the fill."""
+    rotated, inside = _rotated_with_fill(fluke("fill", width=300, height=200), 15.0)
+    near_fill = ~cv2.erode(inside.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+
+    def on_fill(extractor: RootSiftExtractor) -> int:
+        points = np.rint(extractor.extract(photo(rotated)).keypoints[:, :2]).astype(int)
+        return int(near_fill[points[:, 1], points[:, 0]].sum())
+
+    assert on_fill(RootSiftExtractor(KeypointConfig(fill_window=0))) >= 50
+    assert on_fill(EXTRACTOR) == 0
+
+
+def test_the_fill_mask_leaves_a_textured_photo_alone() -> None:
+    pixels = photo(fluke("texture", width=480, height=320))
+    unmasked = RootSiftExtractor(KeypointConfig(fill_window=0)).extract(pixels)
+    assert np.array_equal(EXTRACTOR.extract(pixels).keypoints, unmasked.keypoints)
