@@ -24,8 +24,6 @@ __all__ = ["Detection", "KeypointConfig", "RootSiftExtractor"]
 
 _MIN_SIDE = 16
 """Below this many pixels (after resizing) a side holds no SIFT descriptor window."""
-_FILL_SPREAD = 0
-"""Grey levels a fill square may span: resampling leaves a level or two of ripple."""
 
 
 class KeypointConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -73,10 +71,10 @@ class KeypointConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     glare_level: int = 250
     """Grey level at or above which a pixel counts as saturated glare or padding."""
     fill_window: int = 15
-    """Side, in working-size pixels, of the smallest square of one flat grey level
-    (within 2 levels) that counts as fill rather than photo: the corners a rotated or
-    aligned crop is padded with, and any other flat patch of no markings. Keypoints on
-    or touching fill are dropped. Its straight, aliased edges gave a right-whale crop
+    """Side, in working-size pixels, of the smallest square of exactly one grey level
+    that counts as fill rather than photo: the corners a rotated or aligned crop is
+    padded with, and any other patch with no texture at all. Keypoints on or touching
+    fill are dropped. Its straight, aliased edges gave a right-whale crop
     rotated by 15 degrees with grey corners 40 % more keypoints than the crop; with them
     dropped, the rotated crops' top-1 rose from 0.433 to 0.513 (reports/noise.md, clean
     0.600 and 0.587). Photos with no fill keep nearly all their features: in
@@ -255,12 +253,12 @@ def _resized(gray: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _flat(gray: np.ndarray, window: int) -> np.ndarray:
-    """(H, W) bool, True on every `window` x `window` square whose grey levels span at
-    most 2: a morphological opening of the flat squares, so fill of any shape is covered
-    and a flat pixel inside texture is not."""
+    """(H, W) bool, True on every `window` x `window` square of one grey level: a
+    morphological opening of such squares, so fill of any shape is covered and a lone
+    flat pixel inside texture is not."""
     square = np.ones((window, window), np.uint8)
     spread = cv2.dilate(gray, square).astype(np.int16) - cv2.erode(gray, square)
-    return cv2.dilate((spread <= _FILL_SPREAD).astype(np.uint8), square) > 0
+    return cv2.dilate((spread == 0).astype(np.uint8), square) > 0
 
 
 def _empty() -> LocalFeatures:
