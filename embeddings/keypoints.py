@@ -74,10 +74,10 @@ class KeypointConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Side, in working-size pixels, of the smallest square of exactly one grey level
     that counts as fill rather than photo: the corners a rotated or aligned crop is
     padded with, and any other patch with no texture at all. Keypoints on or touching
-    fill are dropped. Its straight, aliased edges gave a right-whale crop
-    rotated by 15 degrees with grey corners 40 % more keypoints than the crop; with them
-    dropped, the rotated crops' top-1 rose from 0.433 to 0.513 (reports/noise.md, clean
-    0.600 and 0.587). Photos with no fill keep nearly all their features: in
+    fill are dropped. Its straight, aliased edges gave a right-whale crop rotated by 15
+    degrees with grey corners 40 % more keypoints than the crop; with them dropped, the
+    rotated crops' top-1 rose from 0.433 to 0.513 (reports/noise.md, clean 0.600 and
+    0.587). Photos with no fill keep nearly all their features: in
     ../shared/data, 112 of 1045 fluke crops, 9 of 1108 right-whale crops, 1 of 65 frames
     and 14 of 385 fin crops lost about two keypoints each. 0 turns it off."""
 

@@ -192,7 +192,8 @@ def _rotated_with_fill(image: np.ndarray, degrees: float) -> tuple[np.ndarray, n
     matrix[:, 2] += ((side - width) / 2, (side - height) / 2)
     warp = dict(dsize=(side, side), flags=cv2.INTER_NEAREST, borderValue=(128, 128, 128))
     rotated = cv2.warpAffine(image, matrix, **warp)
-    inside = cv2.warpAffine(np.ones((height, width), np.uint8), matrix, **warp | dict(borderValue=0))
+    ones = np.ones((height, width), np.uint8)
+    inside = cv2.warpAffine(ones, matrix, **warp | dict(borderValue=0))
     return rotated, inside.astype(bool)
 
 
