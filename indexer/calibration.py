@@ -10,12 +10,12 @@ shape, and stays monotone: a higher score never means a lower probability.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 import numpy as np
 
-__all__ = ["Calibration", "calibration_queries", "fit_isotonic"]
+__all__ = ["Calibration", "calibration_queries", "fit_isotonic", "harvest"]
 
 _MIN_PAIRS = 10
 """Fewer labelled scores than this of either class leave the gallery uncalibrated."""
@@ -90,8 +90,11 @@ def fit_isotonic(
             ends[-1] = merged_end
             starts.pop()
     # Laplace smoothing keeps the ends off exactly 0 and 1: a few dozen pairs do not
-    # justify certainty.
-    levels = [(s + 0.5) / (c + 1.0) for s, c in zip(sums, counts, strict=True)]
+    # justify certainty. It pulls small blocks harder towards 0.5 than large ones, which
+    # can reverse the pooled order, so the running maximum restores monotonicity.
+    levels = np.maximum.accumulate(
+        [(s + 0.5) / (c + 1.0) for s, c in zip(sums, counts, strict=True)]
+    ).tolist()
     # Each block is flat from its lowest to its highest score; between blocks, where no
     # data fell, the curve is linear.
     knots: list[float] = []
@@ -125,3 +128,24 @@ def calibration_queries(
     if len(ids) > limit:
         ids = sorted(np.random.default_rng(0).choice(ids, limit, replace=False).tolist())
     return ids
+
+
+def harvest(
+    queries: Iterable[tuple[str, Mapping[str, float]]], missing: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative scores for a fit, from leave-one-out queries.
+
+    Args:
+        queries: (true individual, individual -> score) of each query searched with its
+            own entry left out.
+        missing: the score of an individual the search did not return.
+
+    Returns:
+        (best true score, best wrong score) of every query: two (Q,) float64 arrays.
+    """
+    positives: list[float] = []
+    negatives: list[float] = []
+    for truth, scores in queries:
+        positives.append(scores.get(truth, missing))
+        negatives.append(max((v for k, v in scores.items() if k != truth), default=missing))
+    return np.asarray(positives, dtype=np.float64), np.asarray(negatives, dtype=np.float64)

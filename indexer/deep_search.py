@@ -5,60 +5,56 @@ One `VectorIndex` holds both kinds of entry, so an individual known only to the 
 Photo entries use the image id; centroid entries `CENTROID_BASE + centroid id`, far above
 any image id SQLite will hand out.
 
-It is rebuilt from the database when the gallery opens, so no file of its own can go
-stale. Up to `engine.deep_exact_max` entries (13 837 centroids and tens of thousands of
-photos) that takes well under a second; above it the index is compressed and trained
-first (`engine.deep_index`; reports/scalability.md times the build at a million), so a
-gallery of millions of photos would want this index saved beside the descriptor index.
+It is built from the database when the gallery opens (up to `DEEP_EXACT_MAX` entries that
+takes well under a second; reports/scalability.md times the compressed index at a
+million) and `indexer.follower` keeps it in step with the database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import msgspec
 import numpy as np
 
 from embeddings.protocol import GlobalEmbedding
-from indexer.calibration import Calibration, calibration_queries, fit_isotonic
-from indexer.config import EngineConfig
 from indexer.store import Store
 from indexer.vector_index import VectorIndex
 
-__all__ = ["CENTROID_BASE", "DeepHit", "DeepSearch"]
+__all__ = ["CENTROID_BASE", "DEEP_NEIGHBOURS", "DeepHit", "DeepSearch"]
 
 CENTROID_BASE = 1 << 62
-# Until fitted: probability 0.5 at cosine 0.5. Same-individual ArcFace cosines are
-# mostly above that, different individuals mostly below (Deng et al. 2019, fig. 4).
-_UNFITTED_HALF_COSINE = 0.5
+DEEP_NEIGHBOURS = 100
+"""Entries read per query; the individuals among them form the deep shortlist."""
+# Entries searched exactly; above, a compressed index re-ranked exactly (the exact search
+# of 50 000 x 512 floats is still a few milliseconds).
+_EXACT_MAX = 50_000
+# Candidates the compressed index re-ranks exactly, as a multiple of the neighbours asked
+# for: recall@10 0.98 at a million entries (reports/scalability.md).
+_REFINE_FACTOR = 50
 
 
-class DeepHit:
+class DeepHit(msgspec.Struct, frozen=True):
     """An individual's best deep match: cosine, and the photo (None for a centroid)."""
 
-    __slots__ = ("cosine", "image_id")
-
-    def __init__(self, cosine: float, image_id: int | None) -> None:
-        self.cosine = cosine
-        self.image_id = image_id
+    cosine: float
+    image_id: int | None
 
 
 class DeepSearch:
     """Deep-embedding search for one embedder name and version.
 
-    Not thread-safe on its own: the gallery calls it under its lock.
+    Not thread-safe on its own: `indexer.follower` and the pipeline call it under the
+    follower's lock.
     """
 
-    def __init__(
-        self, store: Store, model: str, version: str, dim: int, engine: EngineConfig
-    ) -> None:
+    def __init__(self, store: Store, model: str, version: str, dim: int) -> None:
         self.store = store
         self.model = model
         self.version = version
         self._dim = dim
-        self._engine = engine
         self._labels: dict[int, str] = {}
         self._index = self._new_index()
-        self.calibration = Calibration.unfitted(_UNFITTED_HALF_COSINE)
 
     @property
     def photos(self) -> int:
@@ -91,16 +87,13 @@ class DeepSearch:
                 np.array(ids + (CENTROID_BASE + centroid_ids).tolist(), dtype=np.int64),
                 np.concatenate(all_vectors),
             )
-        self.calibration = self._fit_calibration()
 
     def _new_index(self) -> VectorIndex:
-        return VectorIndex(
-            self._dim,
-            self._engine.deep_exact_max,
-            self._engine.deep_index,
-            refine_factor=self._engine.deep_refine_factor,
-            ef_search=self._engine.deep_ef_search,
-        )
+        return VectorIndex(self._dim, exact_max=_EXACT_MAX, refine_factor=_REFINE_FACTOR)
+
+    def labels(self) -> dict[int, str]:
+        """entry id -> individual id of every photo and centroid."""
+        return dict(self._labels)
 
     def add(self, image_id: int, individual_id: str, vector: np.ndarray) -> None:
         self._index.add(np.array([image_id], dtype=np.int64), vector[None].astype(np.float32))
@@ -111,13 +104,11 @@ class DeepSearch:
         if gone:
             self._index.remove(np.array(gone, dtype=np.int64))
 
-    def forget_individual(self, individual_id: str) -> None:
-        self.forget([i for i, label in self._labels.items() if label == individual_id])
-
-    def relabel(self, old_id: str, new_id: str) -> None:
-        for entry_id, label in self._labels.items():
-            if label == old_id:
-                self._labels[entry_id] = new_id
+    def relabel(self, labels: dict[int, str]) -> None:
+        """Give photos new individual ids (image id -> individual id)."""
+        for image_id, individual_id in labels.items():
+            if image_id in self._labels:
+                self._labels[image_id] = individual_id
 
     def holds(self, image_id: int) -> bool:
         """Whether an enrolled photo's embedding is searchable."""
@@ -131,7 +122,7 @@ class DeepSearch:
         return row.features.vector
 
     def search(
-        self, vector: np.ndarray, neighbours: int, *, exclude: Iterable[int] = ()
+        self, vector: np.ndarray, neighbours: int = DEEP_NEIGHBOURS, *, exclude: Iterable[int] = ()
     ) -> dict[str, DeepHit]:
         """The best hit of each individual among the `neighbours` nearest entries, best
         first; photos in `exclude` are left out (leave-one-out)."""
@@ -147,20 +138,3 @@ class DeepSearch:
                 continue
             hits[label] = DeepHit(cosine, entry_id if entry_id < CENTROID_BASE else None)
         return hits
-
-    def _fit_calibration(self) -> Calibration:
-        """Leave-one-out over enrolled photos: best true and best wrong cosine each."""
-        photos = calibration_queries(
-            self._labels, self._engine.calibration_queries, lambda i: i < CENTROID_BASE
-        )
-        positives: list[float] = []
-        negatives: list[float] = []
-        for image_id in photos:
-            vector = self.vector(image_id)
-            if vector is None:
-                continue
-            truth = self._labels[image_id]
-            hits = self.search(vector, self._engine.deep_neighbours, exclude=[image_id])
-            positives.append(hits[truth].cosine if truth in hits else -1.0)
-            negatives.append(max((h.cosine for k, h in hits.items() if k != truth), default=-1.0))
-        return fit_isotonic(np.asarray(positives), np.asarray(negatives), _UNFITTED_HALF_COSINE)

@@ -1,4 +1,5 @@
-"""Answers of the identification engine, as they cross into the service and the CLI."""
+"""Answers of the identification engine: what the HTTP API, the CLI's `--json` and the
+evaluation all receive from `indexer.pipeline`. New fields go last, with defaults."""
 
 from __future__ import annotations
 
@@ -6,8 +7,19 @@ from typing import Literal
 
 import msgspec
 
-Decision = Literal["match", "new_individual", "low_confidence"]
-"""low_confidence: the photo has too few features to be matched at all."""
+MAX_TOP_K = 50
+"""Most candidates one answer may ask for."""
+
+Decision = Literal["match", "new_individual", "rejected"]
+
+RejectionReason = Literal[
+    "not_a_marine_mammal", "low_confidence", "corrupted_image", "unsupported_format", "too_large"
+]
+
+WEIGHT_FREE = "weight-free (RootSIFT + spatial verification)"
+"""How photos are identified while no deep model is loaded."""
+FUSED = "ArcFace embedding shortlist + RootSIFT verification, calibrated and fused"
+"""How photos are identified with the deep embedder loaded."""
 
 
 class Evidence(msgspec.Struct, frozen=True, kw_only=True):
@@ -17,6 +29,9 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     """None when the evidence is a deep model's centroid, not a photo."""
     source_name: str
     inliers: int
+    pairs: list[tuple[float, float, float, float]] = []
+    """Matched points that verified (RANSAC inliers), heaviest first, at most 50: query
+    x, y and gallery x, y, each in its photo's pixels (EXIF orientation applied)."""
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,16 +47,58 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     """Cosine similarity of the deep embeddings; None without a deep model."""
 
 
+class ExtractorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The feature extractor answers are computed with."""
+
+    name: str
+    version: str
+    """Changes with every extractor setting; features of other versions are not mixed."""
+
+
+class GateResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The "is there a cetacean in this photo?" check."""
+
+    applied: bool
+    """False when no gate model is loaded: then nothing was checked."""
+    score: float | None = None
+    """Probability-like cetacean score in [0, 1] when applied."""
+    detail: str = ""
+
+
+GATE_NOT_APPLIED = GateResult(applied=False, detail="no gate model loaded")
+
+
 class Identification(msgspec.Struct, frozen=True, kw_only=True):
-    candidates: list[Candidate]
+    """The answer for one photo. A photo that cannot be used is a normal answer with
+    decision "rejected" and a reason, not an error."""
+
+    image: str
+    """The photo's name (a file name; for a ZIP entry, its path inside the archive)."""
     decision: Decision
-    extractor: str
-    index_version: str
-    calibrated: bool
-    """False until the gallery has enough labelled photos to fit probabilities."""
-    timings_ms: dict[str, float]
+    rejection_reason: RejectionReason | None = None
+    """Why the photo was rejected. low_confidence: too little texture to match (blank,
+    blurred or tiny)."""
+    detail: str | None = None
+    """The rejection, for a person."""
+    candidates: list[Candidate] = []
+    """Best individuals first; empty when rejected or the gallery is empty."""
+    timings_ms: dict[str, float] = {}
+    extractor: ExtractorInfo
+    index_version: str | None = None
+    """The searchable state the answer was computed on; None when rejected before search."""
+    calibrated: bool | None = None
+    """Whether `probability` comes from a fitted calibration (False while the gallery is
+    too small to fit one); None when rejected."""
+    identification: str = WEIGHT_FREE
+    bbox: list[int] | None = None
+    """[x_min, y_min, x_max, y_max] of the animal in pixels; the whole photo until a
+    locator exists; None when the photo could not be decoded."""
+    gate: GateResult = GATE_NOT_APPLIED
     models: list[str] = []
-    """Deep models (name-version) that contributed; empty on the weight-free path."""
+    """Deep models that contributed to the answer; empty on the weight-free path."""
+    stages: list[str] = []
+    """The pipeline stages that ran, in order (decode, gate, deep search, local search,
+    decision); a stage whose model is not installed is absent."""
 
 
 class EnrolResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -102,7 +102,7 @@ def verify(
     gallery_points: np.ndarray,
     weights: np.ndarray,
     tolerance: float,
-) -> tuple[float, int]:
+) -> np.ndarray:
     """RANSAC check that matches agree on one similarity transform (rotation, scale,
     translation); flukes and fins are near-planar, and a full homography overfits a
     handful of chance matches. A transform whose scale is outside `SCALE_RANGE` counts
@@ -115,10 +115,11 @@ def verify(
         tolerance: reprojection error allowed, in gallery pixels.
 
     Returns:
-        (sum of the inliers' weights, inlier count); (0.0, 0) below 3 matches.
+        (P,) bool: which matches are inliers; none below 3 matches.
     """
+    none = np.zeros(len(weights), dtype=bool)
     if len(weights) < 3:
-        return 0.0, 0
+        return none
     transform, inliers = cv2.estimateAffinePartial2D(
         query_points,
         gallery_points,
@@ -128,6 +129,5 @@ def verify(
         confidence=0.99,
     )
     if inliers is None or not SCALE_RANGE[0] <= np.hypot(*transform[:, 0]) <= SCALE_RANGE[1]:
-        return 0.0, 0
-    mask = inliers.ravel().astype(bool)
-    return float(weights[mask].sum()), int(mask.sum())
+        return none
+    return inliers.ravel().astype(bool)

@@ -704,13 +704,13 @@ class Store:
                 " ON CONFLICT(id) DO UPDATE SET species = COALESCE(species, excluded.species)",
                 [(ident, species, _now()) for ident, species, _ in encoded],
             )
-            removed = conn.execute("DELETE FROM centroids WHERE model = ?", (model,)).rowcount
+            conn.execute("DELETE FROM centroids WHERE model = ?", (model,))
             conn.executemany(
                 "INSERT INTO centroids(individual_id, model, version, vector) VALUES (?, ?, ?, ?)",
                 [(ident, model, version, blob) for ident, _, blob in encoded],
             )
-            if removed:
-                _bump_epoch(conn)
+            # Centroids are no feature rows: only the epoch tells followers to reload them.
+            _bump_epoch(conn)
         return len(encoded)
 
     def centroids(self, model: str, version: str) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -727,6 +727,16 @@ class Store:
         return ids, [r[1] for r in rows], stacked
 
     # ------------------------------------------------------------------ meta
+
+    def marker(self) -> tuple[int, int]:
+        """(epoch, largest feature id of any extractor): it changes with every committed
+        write that a search index must follow, whichever process made it."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT (SELECT value FROM meta WHERE key = ?), (SELECT MAX(id) FROM features)",
+                (_EPOCH_KEY,),
+            ).fetchone()
+        return int(row[0]), int(row[1] or 0)
 
     def epoch(self) -> int:
         """A counter bumped by every removal of features or relabelling of an image.

@@ -83,9 +83,11 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
             features=settings.features,
             engine=settings.engine,
             embedder=models.embedder,
+            gate=models.gate,
+            max_pixels=settings.max_image_pixels,
         )
     )
-    app.state.runtime = Runtime(settings, gallery, Metrics(), models)
+    app.state.runtime = Runtime(settings, gallery, Metrics())
     try:
         yield
     finally:

@@ -23,9 +23,10 @@ from tqdm import tqdm
 from embeddings.images import load_photo_file
 from embeddings.model_files import ModelFileError
 from embeddings.photo import ImageError
-from indexer.manifest import ManifestEntry, ManifestError, read_entries
+from indexer.results import MAX_TOP_K
 from indexer.store import DATABASE_FILE, InvalidInput, StoreError
 from service.config import ConfigError, Settings, load_settings
+from service.photo_sources import ManifestEntry, ManifestError, read_entries
 
 if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
     from embeddings.registry import LoadedModels
@@ -35,8 +36,10 @@ if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
 
 __all__ = ["main"]
 
-MAX_TOP_K = 50
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Rejections that mean the file itself is unusable (exit 1), unlike an answer about the
+# photo's content (no cetacean, too little texture).
+_UNREADABLE = {"corrupted_image", "unsupported_format", "too_large"}
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -118,7 +121,7 @@ def _enrol_one(gallery: Gallery, entry: ManifestEntry, settings: Settings) -> st
         return "skipped"
     try:
         photo = load_photo_file(entry.path, max_pixels=settings.max_image_pixels)
-        result = gallery.enrol(
+        result = gallery.catalogue.enrol(
             photo, entry.individual_id, species=entry.species, source_name=entry.path.name
         )
     except ImageError as exc:
@@ -131,34 +134,23 @@ def _enrol_one(gallery: Gallery, entry: ManifestEntry, settings: Settings) -> st
 
 
 def _identify(args: argparse.Namespace, settings: Settings) -> int:
-    """Identify each photo; a bad photo is reported and the others still run. With a
-    gate model, a photo it finds no cetacean in is answered rejected, as the service does
-    (an answer, not a failure: the exit code stays 0)."""
-    from embeddings.registry import load_models
-
+    """Identify each photo through the same pipeline as the service; `--json` prints
+    exactly the HTTP answer. A rejected photo is an answer, not a failure; a file that
+    cannot be read at all makes the exit code 1, and the others still run."""
     failed = False
-    models = load_models(settings.models_dir, settings.model_threads)
-    with _gallery(settings, models) as gallery:
+    with _gallery(settings) as gallery:
         for path in args.images:
             try:
-                photo = load_photo_file(path, max_pixels=settings.max_image_pixels)
-            except ImageError as exc:
+                content = path.read_bytes()
+            except OSError as exc:
                 failed = True
-                _print_rejected(path, exc.reason, exc.message, as_json=args.json)
-                continue
-            if models.gate is not None:
-                check = models.gate.check(photo)
-                if not check.passed:
-                    message = (
-                        f"the gate found no whale or dolphin (score {check.score:.3f},"
-                        f" threshold {check.threshold:.3f})"
-                    )
-                    _print_rejected(path, "not_a_marine_mammal", message, as_json=args.json)
-                    continue
-            answer = gallery.identify(photo, top_k=args.top_k)
+                message = f"cannot read the file: {exc.strerror or exc}"
+                answer = gallery.pipeline.rejected(str(path), "corrupted_image", message)
+            else:
+                answer = gallery.pipeline.identify(content, name=str(path), top_k=args.top_k)
+                failed |= answer.rejection_reason in _UNREADABLE
             if args.json:
-                line = {"image": str(path), **msgspec.to_builtins(answer)}
-                sys.stdout.write(msgspec.json.encode(line).decode() + "\n")
+                sys.stdout.write(msgspec.json.encode(answer).decode() + "\n")
             else:
                 _print_identification(path, answer, sys.stdout)
     return EXIT_FAILED if failed else EXIT_OK
@@ -192,7 +184,7 @@ def _import_centroids(args: argparse.Namespace, settings: Settings) -> int:
                 " from (sha256 differs): its centroids would not match the embeddings"
             )
         rows = read_centroids(args.checkpoint, args.classes, args.species_map)
-        stored = gallery.import_centroids(rows)
+        stored = gallery.catalogue.import_centroids(rows)
     print(f"imported {stored} centroids of {embedder.name}-{embedder.version}")
     return EXIT_OK
 
@@ -200,9 +192,12 @@ def _import_centroids(args: argparse.Namespace, settings: Settings) -> int:
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     """Run the leave-one-out protocol of ../shared/data/README.md on manifests, enrolled
     together as one gallery."""
-    from indexer.evaluate import evaluate  # the evaluation harness is not needed elsewhere
+    from evaluation.leave_one_out import evaluate  # the evaluation harness is not needed elsewhere
 
     entries = [entry for source in args.manifest for entry in read_entries(source)]
+    from embeddings.registry import load_models
+
+    models = load_models(args.models or settings.models_dir, settings.model_threads)
     with _progress("evaluate", "query") as progress:
         report = evaluate(
             entries,
@@ -210,6 +205,8 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
             engine=settings.engine,
             open_set=args.open_set,
             seed=args.seed,
+            embedder=models.embedder,
+            gate=models.gate,
             progress=progress,
         )
     out: Path = args.json
@@ -220,7 +217,8 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from exc
     print(
         f"top1 {report.top1:.3f}  top5 {report.top5:.3f}  map5 {report.map5:.3f}"
-        f"  queries {report.n_queries}  query p50 {report.query_ms_p50:.1f} ms  -> {out}"
+        f"  queries {report.n_queries}  query p50 {report.query_ms_p50:.1f} ms"
+        f"  ({', '.join(report.stages)})  -> {out}"
     )
     return EXIT_OK
 
@@ -314,28 +312,28 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rename(args: argparse.Namespace, settings: Settings) -> int:
     with _gallery(settings) as gallery:
-        gallery.rename_individual(args.old, args.new)
+        gallery.catalogue.rename_individual(args.old, args.new)
     print(f"renamed {args.old} to {args.new}")
     return EXIT_OK
 
 
 def _merge(args: argparse.Namespace, settings: Settings) -> int:
     with _gallery(settings) as gallery:
-        moved = gallery.merge_individuals(args.source, args.target)
+        moved = gallery.catalogue.merge_individuals(args.source, args.target)
     print(f"merged {args.source} into {args.target}: {moved} photos moved")
     return EXIT_OK
 
 
 def _delete_individual(args: argparse.Namespace, settings: Settings) -> int:
     with _gallery(settings) as gallery:
-        deleted = gallery.delete_individual(args.individual)
+        deleted = gallery.catalogue.delete_individual(args.individual)
     print(f"deleted {args.individual} and its {deleted} photos")
     return EXIT_OK
 
 
 def _delete_image(args: argparse.Namespace, settings: Settings) -> int:
     with _gallery(settings) as gallery:
-        if not gallery.delete_image(args.image_id):
+        if not gallery.catalogue.delete_image(args.image_id):
             raise CommandError(f"image {args.image_id} not found")
     print(f"deleted image {args.image_id}")
     return EXIT_OK
@@ -344,26 +342,17 @@ def _delete_image(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------------- output
 
 
-def _print_rejected(path: Path, reason: str, message: str, *, as_json: bool) -> None:
-    if as_json:
-        line = {
-            "image": str(path),
-            "decision": "rejected",
-            "rejection_reason": reason,
-            "detail": message,
-        }
-        sys.stdout.write(msgspec.json.encode(line).decode() + "\n")
-    else:
-        print(f"{path}: rejected ({reason}): {message}")
-
-
 def _print_identification(path: Path, answer: Identification, out: TextIO) -> None:
     """Print a decision and its candidates as an aligned table."""
-    total = sum(answer.timings_ms.values())
+    if answer.decision == "rejected":
+        print(f"{path}: rejected ({answer.rejection_reason}): {answer.detail}", file=out)
+        return
+    total = answer.timings_ms.get("total", 0.0)
     calibration = "" if answer.calibrated else ", uncalibrated"
+    extractor = f"{answer.extractor.name}-{answer.extractor.version}"
     print(
         f"{path}: {answer.decision.replace('_', ' ')}"
-        f" ({answer.extractor}{calibration}, {total:.0f} ms)",
+        f" ({extractor}{calibration}, {total:.0f} ms)",
         file=out,
     )
     if not answer.candidates:
@@ -415,6 +404,8 @@ def _open_gallery(settings: Settings, models: LoadedModels | None = None) -> Gal
                 features=settings.features,
                 engine=settings.engine,
                 embedder=models.embedder,
+                gate=models.gate,
+                max_pixels=settings.max_image_pixels,
                 progress=progress,
             )
     except OSError as exc:  # e.g. the data folder is a file, or not writable
@@ -560,6 +551,12 @@ def _parser() -> argparse.ArgumentParser:
         help="hold out 20%% of individuals, whose photos must come back as new",
     )
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the open-set split")
+    evaluate.add_argument(
+        "--models",
+        type=Path,
+        metavar="DIR",
+        help="measure with the deep models installed in DIR (default: models_dir)",
+    )
     evaluate.add_argument(
         "--json", type=Path, required=True, metavar="OUT", help="write the full report here"
     )

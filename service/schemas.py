@@ -8,10 +8,21 @@ from typing import Literal
 import msgspec
 from litestar.datastructures import UploadFile
 
-from indexer.results import Candidate, GalleryStats
+from indexer.results import (
+    FUSED,
+    GATE_NOT_APPLIED,
+    WEIGHT_FREE,
+    ExtractorInfo,
+    GalleryStats,
+    GateResult,
+    Identification,
+    RejectionReason,
+)
 from indexer.store import ImageRow, Individual
 
 __all__ = [
+    "FUSED",
+    "GATE_NOT_APPLIED",
     "WEIGHT_FREE",
     "BatchForm",
     "DeleteResult",
@@ -35,24 +46,6 @@ __all__ = [
     "ReviewResult",
 ]
 
-WEIGHT_FREE = "weight-free (RootSIFT + spatial verification)"
-"""How photos are identified while no deep model is loaded."""
-FUSED = "ArcFace embedding shortlist + RootSIFT verification, calibrated and fused"
-"""How photos are identified with the deep embedder loaded."""
-
-RejectionReason = Literal[
-    "not_a_marine_mammal", "low_confidence", "corrupted_image", "unsupported_format", "too_large"
-]
-
-
-class ExtractorInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """The feature extractor answers are computed with."""
-
-    name: str
-    version: str
-    """Changes with every extractor setting; features of other versions are not mixed."""
-
-
 class HealthResponse(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ok"] = "ok"
 
@@ -70,19 +63,6 @@ class ReadyResponse(msgspec.Struct, frozen=True, kw_only=True):
     identification: str = WEIGHT_FREE
     gate: str = "not applied: no gate model loaded"
     """The gate model and threshold when loaded."""
-
-
-class GateResult(msgspec.Struct, frozen=True, kw_only=True):
-    """The "is there a cetacean in this photo?" check."""
-
-    applied: bool
-    """False when no gate model is loaded: then nothing was checked."""
-    score: float | None = None
-    """Probability-like cetacean score in [0, 1] when applied."""
-    detail: str = ""
-
-
-GATE_NOT_APPLIED = GateResult(applied=False, detail="no gate model loaded")
 
 
 class IdentifyForm(msgspec.Struct, kw_only=True):
@@ -126,34 +106,8 @@ class ReviewForm(msgspec.Struct, kw_only=True):
     species: str | None = None
 
 
-class IdentifyResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """The answer for one photo. A photo that cannot be used is a normal answer with
-    decision "rejected" and a reason, not an HTTP error."""
-
-    image: str
-    """The uploaded file's name (for a ZIP entry, its path inside the archive)."""
-    decision: Literal["match", "new_individual", "rejected"]
-    rejection_reason: RejectionReason | None = None
-    """Why the photo was rejected. low_confidence: too little texture to match (blank,
-    blurred or tiny)."""
-    detail: str | None = None
-    """The rejection, for a person."""
-    candidates: list[Candidate] = []
-    """Best individuals first; empty when rejected or the gallery is empty."""
-    timings_ms: dict[str, float] = {}
-    extractor: ExtractorInfo
-    index_version: str | None = None
-    """The searchable state the answer was computed on; None when rejected before search."""
-    calibrated: bool | None = None
-    """Whether `probability` comes from a fitted calibration (False while the gallery is
-    too small to fit one); None when rejected."""
-    identification: str = WEIGHT_FREE
-    bbox: list[int] | None = None
-    """[x_min, y_min, x_max, y_max] of the animal in pixels; the whole photo until a
-    detector exists; None when the photo could not be decoded."""
-    gate: GateResult = GATE_NOT_APPLIED
-    models: list[str] = []
-    """Deep models that contributed to the answer; empty on the weight-free path."""
+IdentifyResponse = Identification
+"""The answer for one photo: the identification pipeline's answer, as it is."""
 
 
 class NewIndividual(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -80,7 +80,7 @@ async def list_individuals(
     """A page of individuals ordered by id, optionally of one species."""
     # One more than asked tells whether another page follows.
     rows = await runtime.run(
-        partial(runtime.gallery.store.list_individuals, species, limit + 1, offset)
+        partial(runtime.catalogue.list_individuals, species, limit + 1, offset)
     )
     more = len(rows) > limit
     return IndividualPage(
@@ -96,7 +96,7 @@ async def create_individual(
     individual_id = _required("id", data.id)
     return await runtime.run(
         partial(
-            runtime.gallery.create_individual,
+            runtime.catalogue.create_individual,
             individual_id,
             species=_optional(data.species),
             name=_optional(data.name),
@@ -133,7 +133,7 @@ async def delete_individual(
     individual_id: FromPath[str], runtime: NamedDependency[Runtime]
 ) -> DeleteResult:
     """Delete an individual with all its photos."""
-    deleted = await runtime.run(partial(runtime.gallery.delete_individual, individual_id))
+    deleted = await runtime.run(partial(runtime.catalogue.delete_individual, individual_id))
     return DeleteResult(deleted_images=deleted)
 
 
@@ -148,7 +148,7 @@ async def add_images(
         raise BadRequest("files: send at least one photo")
     if len(data.files) > MAX_PHOTOS_PER_REQUEST:
         raise PayloadTooLarge(f"at most {MAX_PHOTOS_PER_REQUEST} photos per request")
-    if await runtime.run(partial(runtime.gallery.store.individual, individual_id)) is None:
+    if await runtime.run(partial(runtime.catalogue.individual, individual_id)) is None:
         raise NotFound(f"individual {individual_id!r} not found")
     # Every photo is decoded before any is stored, so one bad photo stores none.
     photos = []
@@ -162,7 +162,7 @@ async def add_images(
         ]
     )
     return [
-        await runtime.run(partial(runtime.gallery.enrol, photo, individual_id, source_name=name))
+        await runtime.run(partial(runtime.catalogue.enrol, photo, individual_id, source_name=name))
         for name, photo in decoded
     ]
 
@@ -170,7 +170,7 @@ async def add_images(
 @get("/v1/images/{image_id:int}")
 async def get_image(image_id: FromPath[int], runtime: NamedDependency[Runtime]) -> ImageRow:
     """One stored photo's record (the pixels are not stored)."""
-    row = await runtime.run(partial(runtime.gallery.store.image, image_id))
+    row = await runtime.run(partial(runtime.catalogue.image, image_id))
     if row is None:
         raise NotFound(f"image {image_id} not found")
     return row
@@ -179,7 +179,7 @@ async def get_image(image_id: FromPath[int], runtime: NamedDependency[Runtime]) 
 @delete("/v1/images/{image_id:int}", status_code=HTTPStatus.NO_CONTENT)
 async def delete_image(image_id: FromPath[int], runtime: NamedDependency[Runtime]) -> None:
     """Delete one photo; its individual stays."""
-    if not await runtime.run(partial(runtime.gallery.delete_image, image_id)):
+    if not await runtime.run(partial(runtime.catalogue.delete_image, image_id)):
         raise NotFound(f"image {image_id} not found")
 
 
@@ -205,59 +205,59 @@ def _enrol(
     runtime: Runtime, content: bytes, individual_id: str, species: str | None, name: str
 ) -> EnrolResult:
     photo = load_photo(content, max_pixels=runtime.settings.max_image_pixels)
-    return runtime.gallery.enrol(photo, individual_id, species=species, source_name=name)
+    return runtime.catalogue.enrol(photo, individual_id, species=species, source_name=name)
 
 
 def _detail(runtime: Runtime, individual_id: str) -> IndividualDetail:
-    store = runtime.gallery.store
-    individual = store.individual(individual_id)
+    catalogue = runtime.catalogue
+    individual = catalogue.individual(individual_id)
     if individual is None:
         raise NotFound(f"individual {individual_id!r} not found")
-    return IndividualDetail(individual=individual, images=store.images_of(individual_id))
+    return IndividualDetail(individual=individual, images=catalogue.images_of(individual_id))
 
 
 def _update(runtime: Runtime, individual_id: str, data: IndividualPatch) -> Individual:
-    gallery = runtime.gallery
+    catalogue = runtime.catalogue
     current = individual_id
     # The rename goes first: it is the change that can be refused (409), and then
     # nothing else has been changed either.
     if data.id is not None:
         current = _required("id", data.id)
-        gallery.rename_individual(individual_id, current)
+        catalogue.rename_individual(individual_id, current)
     if data.species is not None or data.name is not None:
-        return gallery.update_individual(
+        return catalogue.update_individual(
             current, species=_optional(data.species), name=_optional(data.name)
         )
-    row = gallery.store.individual(current)
+    row = catalogue.individual(current)
     if row is None:
         raise NotFound(f"individual {individual_id!r} not found")
     return row
 
 
 def _merge(runtime: Runtime, source: str, target: str) -> MergeResult:
-    moved = runtime.gallery.merge_individuals(_required("source", source), target)
-    row = runtime.gallery.store.individual(target)
+    moved = runtime.catalogue.merge_individuals(_required("source", source), target)
+    row = runtime.catalogue.individual(target)
     if row is None:
         raise NotFound(f"individual {target!r} not found")
     return MergeResult(individual=row, moved_images=moved)
 
 
 def _review(runtime: Runtime, data: ReviewForm, content: bytes, name: str) -> ReviewResult:
-    gallery = runtime.gallery
+    catalogue = runtime.catalogue
     photo = load_photo(content, max_pixels=runtime.settings.max_image_pixels)
     species = _optional(data.species)
     requested = _optional(data.individual_id)
     if data.verdict == "confirm":
         if requested is None:
             raise BadRequest("individual_id: required to confirm a match")
-        if gallery.store.individual(requested) is None:
+        if catalogue.individual(requested) is None:
             raise NotFound(f"individual {requested!r} not found")
         individual_id, created_individual = requested, False
     else:
         individual_id = requested or f"new-{time.strftime('%Y%m%d')}-{photo.sha256[:8]}"
-        gallery.create_individual(individual_id, species=species)
+        catalogue.create_individual(individual_id, species=species)
         created_individual = True
-    result = gallery.enrol(photo, individual_id, species=species, source_name=name)
+    result = catalogue.enrol(photo, individual_id, species=species, source_name=name)
     return ReviewResult(
         verdict=data.verdict,
         individual_id=result.individual_id,

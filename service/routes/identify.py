@@ -15,6 +15,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
 from litestar.response import Stream
 
+from indexer.results import MAX_TOP_K
 from service.archive import ArchiveEntry, ArchiveError, ArchiveLimits, read_archive
 from service.errors import BadRequest, ErrorBody, PayloadTooLarge, error_status
 from service.runtime import Runtime, file_name, read_limited
@@ -22,7 +23,6 @@ from service.schemas import BatchForm, Detection, IdentifyForm, IdentifyResponse
 
 __all__ = ["identify", "identify_batch", "predict_batch", "predict_single"]
 
-MAX_TOP_K = 50
 NDJSON = "application/x-ndjson"
 # Room for multipart boundaries and part headers on top of the uploads themselves; the
 # uploads' own sizes are checked exactly in the handlers.

@@ -40,10 +40,10 @@ async def ready(runtime: NamedDependency[Runtime]) -> ReadyResponse:
     return ReadyResponse(
         database=str(Path(runtime.gallery.store.path).absolute()),
         counts=stats,
-        extractor=runtime.extractor,
-        models=runtime.models.names,
-        identification=runtime.identification,
-        gate=runtime.gate_description,
+        extractor=runtime.pipeline.extractor,
+        models=runtime.pipeline.models,
+        identification=runtime.pipeline.identification,
+        gate=runtime.pipeline.gate_description,
     )
 
 

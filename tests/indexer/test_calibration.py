@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.calibration import Calibration, fit_isotonic
+from indexer.calibration import Calibration, fit_isotonic, harvest
 
 
 def test_too_few_pairs_give_the_unfitted_fallback() -> None:
@@ -44,3 +44,19 @@ def test_survives_a_json_round_trip() -> None:
     calibration = fit_isotonic(np.arange(20.0) + 20, np.arange(20.0), 10.0)
     decoded = msgspec.json.decode(msgspec.json.encode(calibration), type=Calibration)
     assert decoded == calibration
+
+
+def test_smoothing_never_reverses_the_order() -> None:
+    # A large pooled block and a small one above it: smoothing pulls the small block
+    # further towards 0.5, which used to put P(10000) below P(150).
+    calibration = fit_isotonic(np.array([100.0] * 19 + [200.0]), np.array([100.0] + [1.0] * 10), 50.0)
+    grid = np.linspace(0.0, 20000.0, 2001)
+    probabilities = [calibration.probability(float(s)) for s in grid]
+    assert np.all(np.diff(probabilities) >= 0)
+    assert calibration.probability(10000.0) >= calibration.probability(150.0)
+
+
+def test_harvest_takes_the_best_true_and_best_wrong_score() -> None:
+    positives, negatives = harvest([("a", {"a": 3.0, "b": 5.0, "c": 1.0}), ("b", {"a": 2.0})], -1.0)
+    assert positives.tolist() == [3.0, -1.0]
+    assert negatives.tolist() == [5.0, 2.0]

@@ -17,8 +17,9 @@ from embeddings.model_files import ModelFileError
 from embeddings.preprocess import arcface_input
 from indexer.calibration import Calibration
 from indexer.centroids import read_centroids
+from indexer.decision import _fused
 from indexer.deep_search import DeepHit
-from indexer.gallery import Gallery, _Entry, _fused
+from indexer.gallery import Gallery
 from indexer.store import StoreError
 from tests.deep_models import ACTIVE_CLASSES, PLANTED, PLANTED_PHOTOS, RandomModels
 from tests.synthetic import encode, fluke, sighting
@@ -35,7 +36,7 @@ def centroid_rows(random_models: RandomModels) -> list:
 def deep_gallery(tmp_path: Path, random_models: RandomModels, centroid_rows: list) -> Gallery:
     embedder = ArcFaceEmbedder(random_models.models_dir / "arcface-effb4")
     gallery = Gallery.open(tmp_path / "data", embedder=embedder)
-    gallery.import_centroids(centroid_rows)
+    gallery.catalogue.import_centroids(centroid_rows)
     yield gallery
     gallery.close()
 
@@ -68,7 +69,7 @@ def test_index_top1_over_the_centroids_is_the_models_argmax(
             continue  # a tie within float error of the export; not a disagreement
         query = load_photo(encode(pixels))
 
-        answer = deep_gallery.identify(query)
+        answer = deep_gallery.pipeline.identify_photo(query)
 
         assert answer.candidates[0].individual_id == expected
         assert answer.candidates[0].similarity == pytest.approx(float(top2.values[0]), abs=1e-3)
@@ -76,7 +77,7 @@ def test_index_top1_over_the_centroids_is_the_models_argmax(
     assert len(compared) >= 4  # at most one photo skipped for a near tie
     assert len(set(compared)) >= 3  # not one class found for every photo
     planted_answers = [
-        deep_gallery.identify(load_photo(encode(p))) for p in PLANTED_PHOTOS.values()
+        deep_gallery.pipeline.identify_photo(load_photo(encode(p))) for p in PLANTED_PHOTOS.values()
     ]
     assert [a.candidates[0].individual_id for a in planted_answers] == list(PLANTED.values())
     evidence = planted_answers[0].candidates[0].evidence
@@ -89,10 +90,10 @@ def test_centroids_survive_a_restart_and_count_in_stats(
 ) -> None:
     embedder = ArcFaceEmbedder(random_models.models_dir / "arcface-effb4")
     with Gallery.open(tmp_path / "data", embedder=embedder) as gallery:
-        assert gallery.import_centroids(centroid_rows) == ACTIVE_CLASSES
+        assert gallery.catalogue.import_centroids(centroid_rows) == ACTIVE_CLASSES
     with Gallery.open(tmp_path / "data", embedder=embedder) as gallery:
         stats = gallery.stats()
-        answer = gallery.identify(load_photo(encode(PLANTED_PHOTOS[5])))
+        answer = gallery.pipeline.identify_photo(load_photo(encode(PLANTED_PHOTOS[5])))
     assert stats.centroids == ACTIVE_CLASSES
     assert answer.candidates[0].individual_id == PLANTED[5]
     assert answer.candidates[0].species == "humpback_whale"  # row 5 is odd
@@ -102,23 +103,23 @@ def test_enrolled_photos_are_found_beside_the_centroids_and_follow_catalogue_edi
     deep_gallery: Gallery,
 ) -> None:
     pixels = PLANTED_PHOTOS[4_321]
-    enrolled = deep_gallery.enrol(load_photo(encode(sighting("planted-4321", 1))), "new-whale")
+    enrolled = deep_gallery.catalogue.enrol(load_photo(encode(sighting("planted-4321", 1))), "new-whale")
     assert deep_gallery.stats().embeddings == 1
 
-    answer = deep_gallery.identify(load_photo(encode(pixels)))
+    answer = deep_gallery.pipeline.identify_photo(load_photo(encode(pixels)))
     names = [c.individual_id for c in answer.candidates]
     assert {"new-whale", PLANTED[4_321]} <= set(names)
     photo_candidate = answer.candidates[names.index("new-whale")]
     assert photo_candidate.evidence.image_id == enrolled.image_id
     assert photo_candidate.similarity is not None
 
-    deep_gallery.rename_individual("new-whale", "renamed-whale")
-    deep_gallery.merge_individuals(PLANTED[4_321], "renamed-whale")
-    names = [c.individual_id for c in deep_gallery.identify(load_photo(encode(pixels))).candidates]
+    deep_gallery.catalogue.rename_individual("new-whale", "renamed-whale")
+    deep_gallery.catalogue.merge_individuals(PLANTED[4_321], "renamed-whale")
+    names = [c.individual_id for c in deep_gallery.pipeline.identify_photo(load_photo(encode(pixels))).candidates]
     assert "renamed-whale" in names and PLANTED[4_321] not in names and "new-whale" not in names
 
-    deep_gallery.delete_individual("renamed-whale")
-    names = [c.individual_id for c in deep_gallery.identify(load_photo(encode(pixels))).candidates]
+    deep_gallery.catalogue.delete_individual("renamed-whale")
+    names = [c.individual_id for c in deep_gallery.pipeline.identify_photo(load_photo(encode(pixels))).candidates]
     assert "renamed-whale" not in names
     assert deep_gallery.stats().centroids == ACTIVE_CLASSES - 1
 
@@ -128,18 +129,18 @@ def test_a_photo_enrolled_before_the_model_gets_its_embedding_when_enrolled_agai
 ) -> None:
     data = encode(sighting("late", 0))
     with Gallery.open(tmp_path / "data") as gallery:
-        first = gallery.enrol(load_photo(data), "late")
+        first = gallery.catalogue.enrol(load_photo(data), "late")
     embedder = ArcFaceEmbedder(random_models.models_dir / "arcface-effb4")
     with Gallery.open(tmp_path / "data", embedder=embedder) as gallery:
         assert gallery.stats().embeddings == 0
-        again = gallery.enrol(load_photo(data), "late")
+        again = gallery.catalogue.enrol(load_photo(data), "late")
         assert again.image_id == first.image_id and not again.created
         assert gallery.stats().embeddings == 1
 
 
 def test_importing_centroids_needs_the_deep_model(tmp_path: Path, centroid_rows: list) -> None:
     with Gallery.open(tmp_path / "data") as gallery, pytest.raises(StoreError, match="no deep"):
-        gallery.import_centroids(centroid_rows[:3])
+        gallery.catalogue.import_centroids(centroid_rows[:3])
 
 
 def test_a_class_list_that_would_run_code_is_refused(
@@ -177,17 +178,14 @@ def test_bad_centroid_inputs_name_the_file(tmp_path: Path, random_models: Random
 
 def test_fusion_averages_calibrated_probabilities() -> None:
     deep = Calibration(scores=[0.0, 1.0], probabilities=[0.0, 1.0], fitted=True)
-    entries = {
-        1: _Entry("photographed", "a.jpg", np.zeros((0, 2), np.float32), 1.0),
-        2: _Entry("unmatched", "b.jpg", np.zeros((0, 2), np.float32), 1.0),
-    }
+    with_photos = {"photographed", "unmatched"}
     hits = {
         "centroid-only": DeepHit(0.8, None),
         "photographed": DeepHit(0.6, 1),
         "unmatched": DeepHit(0.4, 2),
     }
 
-    fused = _fused({"photographed": 0.9, "local-only": 0.7}, hits, deep, entries)
+    fused = _fused({"photographed": 0.9, "local-only": 0.7}, hits, deep, with_photos)
 
     assert fused["photographed"] == pytest.approx((0.9 + 0.6) / 2)
     assert fused["centroid-only"] == pytest.approx(0.8)  # no photo: the embedding alone

@@ -13,8 +13,8 @@ from embeddings.images import load_photo
 from embeddings.keypoints import Detection
 from embeddings.photo import Photo
 from embeddings.protocol import LocalFeatures
-from indexer.config import EngineConfig
 from indexer.gallery import Gallery
+from indexer.local_search import SearchParameters
 from tests.synthetic import encode, rolled, sighting
 
 INDIVIDUALS = [f"ind-{i:02d}" for i in range(12)]
@@ -35,7 +35,7 @@ def photos() -> dict[tuple[str, int], Photo]:
 def enrol_all(gallery: Gallery, photos: dict[tuple[str, int], Photo]) -> None:
     for individual in INDIVIDUALS:
         for seed in GALLERY_SEEDS:
-            gallery.enrol(
+            gallery.catalogue.enrol(
                 photos[individual, seed],
                 individual,
                 species="humpback_whale",
@@ -55,7 +55,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, photos) -> Path:
 
 def test_empty_gallery_answers_new_individual(tmp_path: Path, photos) -> None:
     with Gallery.open(tmp_path) as gallery:
-        answer = gallery.identify(photos["ind-00", QUERY_SEED])
+        answer = gallery.pipeline.identify_photo(photos["ind-00", QUERY_SEED])
     assert answer.candidates == []
     assert answer.decision == "new_individual"
     assert answer.calibrated is False
@@ -64,25 +64,26 @@ def test_empty_gallery_answers_new_individual(tmp_path: Path, photos) -> None:
 def test_featureless_photo_is_low_confidence(built: Path) -> None:
     grey = np.full((200, 300, 3), 128, np.uint8)
     with Gallery.open(built) as gallery:
-        answer = gallery.identify(load_photo(encode(grey, "PNG")))
+        answer = gallery.pipeline.identify_photo(load_photo(encode(grey, "PNG")))
     assert answer.candidates == []
-    assert answer.decision == "low_confidence"
+    assert answer.decision == "rejected"
+    assert answer.rejection_reason == "low_confidence"
 
 
 def test_photo_just_above_the_feature_minimum_is_searched(built: Path, photos) -> None:
     query = photos["ind-04", QUERY_SEED]
     with Gallery.open(built) as gallery:
         count = len(gallery.extractor.extract(query).descriptors)
-    with Gallery.open(built, engine=EngineConfig(min_query_features=count)) as gallery:
-        assert gallery.identify(query).decision == "match"
-    with Gallery.open(built, engine=EngineConfig(min_query_features=count + 1)) as gallery:
-        assert gallery.identify(query).decision == "low_confidence"
+    with Gallery.open(built, search=SearchParameters(min_query_features=count)) as gallery:
+        assert gallery.pipeline.identify_photo(query).decision == "match"
+    with Gallery.open(built, search=SearchParameters(min_query_features=count + 1)) as gallery:
+        assert gallery.pipeline.identify_photo(query).rejection_reason == "low_confidence"
 
 
 def test_identifies_every_enrolled_individual(built: Path, photos) -> None:
     with Gallery.open(built) as gallery:
         for individual in INDIVIDUALS:
-            answer = gallery.identify(photos[individual, QUERY_SEED])
+            answer = gallery.pipeline.identify_photo(photos[individual, QUERY_SEED])
             best = answer.candidates[0]
             assert best.individual_id == individual
             assert answer.decision == "match"
@@ -90,19 +91,30 @@ def test_identifies_every_enrolled_individual(built: Path, photos) -> None:
             assert best.evidence.source_name.startswith(individual)
             assert best.evidence.inliers >= 8
             assert answer.calibrated is True
-            assert set(answer.timings_ms) == {"features", "search"}
+            assert set(answer.timings_ms) == {"local search", "decision", "total"}
+            assert answer.stages == ["decode", "local search", "decision"]
+            pairs = best.evidence.pairs
+            assert 8 <= len(pairs) == min(best.evidence.inliers, 50)
+            query = photos[individual, QUERY_SEED]
+            match = gallery.store.image(best.evidence.image_id)
+            assert match is not None
+            assert all(
+                0 <= qx <= query.width and 0 <= qy <= query.height
+                and 0 <= gx <= match.width and 0 <= gy <= match.height
+                for qx, qy, gx, gy in pairs
+            )
 
 
 def test_unknown_individual_is_new(built: Path, photos) -> None:
     with Gallery.open(built) as gallery:
-        answer = gallery.identify(photos["stranger", QUERY_SEED])
+        answer = gallery.pipeline.identify_photo(photos["stranger", QUERY_SEED])
     assert answer.decision == "new_individual"
     assert all(c.probability < 0.5 for c in answer.candidates)
 
 
 def test_probabilities_are_ordered_and_bounded(built: Path, photos) -> None:
     with Gallery.open(built) as gallery:
-        answer = gallery.identify(photos["ind-03", QUERY_SEED], top_k=5)
+        answer = gallery.pipeline.identify_photo(photos["ind-03", QUERY_SEED], top_k=5)
     probabilities = [c.probability for c in answer.candidates]
     assert len(probabilities) == 5
     assert all(0.0 <= p <= 1.0 for p in probabilities)
@@ -113,8 +125,8 @@ def test_probabilities_are_ordered_and_bounded(built: Path, photos) -> None:
 
 def test_duplicate_photo_is_stored_once(tmp_path: Path, photos) -> None:
     with Gallery.open(tmp_path) as gallery:
-        first = gallery.enrol(photos["ind-00", 0], "ind-00")
-        again = gallery.enrol(photos["ind-00", 0], "someone-else")
+        first = gallery.catalogue.enrol(photos["ind-00", 0], "ind-00")
+        again = gallery.catalogue.enrol(photos["ind-00", 0], "someone-else")
         stats = gallery.stats()
     assert first.created is True
     assert again.created is False
@@ -125,22 +137,22 @@ def test_duplicate_photo_is_stored_once(tmp_path: Path, photos) -> None:
 
 def test_enrolled_photo_is_found_without_rebuild(tmp_path: Path, photos) -> None:
     with Gallery.open(tmp_path) as gallery:
-        gallery.enrol(photos["ind-01", 0], "ind-01")
-        gallery.enrol(photos["ind-02", 0], "ind-02")
+        gallery.catalogue.enrol(photos["ind-01", 0], "ind-01")
+        gallery.catalogue.enrol(photos["ind-02", 0], "ind-02")
         assert (
-            gallery.identify(photos["ind-02", QUERY_SEED]).candidates[0].individual_id == "ind-02"
+            gallery.pipeline.identify_photo(photos["ind-02", QUERY_SEED]).candidates[0].individual_id == "ind-02"
         )
-        gallery.enrol(photos["stranger", 0], "new-one")
-        answer = gallery.identify(photos["stranger", QUERY_SEED])
+        gallery.catalogue.enrol(photos["stranger", 0], "new-one")
+        answer = gallery.pipeline.identify_photo(photos["stranger", QUERY_SEED])
     assert answer.candidates[0].individual_id == "new-one"
 
 
 def test_restart_gives_identical_answers(built: Path, photos) -> None:
     query = photos["ind-05", QUERY_SEED]
     with Gallery.open(built) as gallery:
-        before = gallery.identify(query)
+        before = gallery.pipeline.identify_photo(query)
     with Gallery.open(built) as gallery:
-        after = gallery.identify(query)
+        after = gallery.pipeline.identify_photo(query)
     assert [c.individual_id for c in after.candidates] == [
         c.individual_id for c in before.candidates
     ]
@@ -153,9 +165,9 @@ def test_restart_gives_identical_answers(built: Path, photos) -> None:
 def test_rebuild_gives_the_same_ranking(built: Path, photos, tmp_path: Path) -> None:
     query = photos["ind-06", QUERY_SEED]
     with Gallery.open(built) as gallery:
-        incremental = gallery.rank(gallery.extractor.extract(query))
+        incremental = gallery.local.rank(gallery.extractor.extract(query))
         gallery.rebuild()
-        rebuilt = gallery.rank(gallery.extractor.extract(query))
+        rebuilt = gallery.local.rank(gallery.extractor.extract(query))
     assert [r.image_id for r in rebuilt[:10]] == [r.image_id for r in incremental[:10]]
     assert [r.verified for r in rebuilt[:10]] == pytest.approx(
         [r.verified for r in incremental[:10]]
@@ -164,22 +176,22 @@ def test_rebuild_gives_the_same_ranking(built: Path, photos, tmp_path: Path) -> 
 
 def test_unsaved_enrolments_survive_a_crash(tmp_path: Path, photos) -> None:
     gallery = Gallery.open(tmp_path)
-    gallery.enrol(photos["ind-00", 0], "ind-00")
+    gallery.catalogue.enrol(photos["ind-00", 0], "ind-00")
     gallery.save()
-    gallery.enrol(photos["ind-01", 0], "ind-01")
+    gallery.catalogue.enrol(photos["ind-01", 0], "ind-01")
     # No close(): the index file on disk lacks ind-01, as after a SIGKILL.
     gallery.store.close()
     with Gallery.open(tmp_path) as reopened:
         assert reopened.stats().images == 2
-        answer = reopened.identify(photos["ind-01", QUERY_SEED])
+        answer = reopened.pipeline.identify_photo(photos["ind-01", QUERY_SEED])
     assert answer.candidates[0].individual_id == "ind-01"
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbage", "stale_state"])
 def test_damaged_or_missing_index_is_rebuilt(tmp_path: Path, photos, damage: str) -> None:
     with Gallery.open(tmp_path) as gallery:
-        gallery.enrol(photos["ind-00", 0], "ind-00")
-        gallery.enrol(photos["ind-01", 0], "ind-01")
+        gallery.catalogue.enrol(photos["ind-00", 0], "ind-00")
+        gallery.catalogue.enrol(photos["ind-01", 0], "ind-01")
     index_dir = tmp_path / "index"
     index_file = next(index_dir.glob("*.faiss"))
     if damage == "missing":
@@ -190,7 +202,7 @@ def test_damaged_or_missing_index_is_rebuilt(tmp_path: Path, photos, damage: str
         (index_dir / "state.json").write_text('{"extractor": "other"}')
     with Gallery.open(tmp_path) as gallery:
         assert gallery.stats().images == 2
-        answer = gallery.identify(photos["ind-01", QUERY_SEED])
+        answer = gallery.pipeline.identify_photo(photos["ind-01", QUERY_SEED])
     assert answer.candidates[0].individual_id == "ind-01"
 
 
@@ -201,12 +213,12 @@ def test_other_extractor_settings_rebuild_features_index(tmp_path: Path, photos)
     from embeddings.keypoints import KeypointConfig
 
     with Gallery.open(tmp_path) as gallery:
-        gallery.enrol(photos["ind-00", 0], "ind-00")
+        gallery.catalogue.enrol(photos["ind-00", 0], "ind-00")
     with Gallery.open(tmp_path, features=KeypointConfig(max_features=500)) as gallery:
         stats = gallery.stats()
-        again = gallery.enrol(photos["ind-00", 0], "ind-00")
+        again = gallery.catalogue.enrol(photos["ind-00", 0], "ind-00")
         restored = gallery.stats()
-        answer = gallery.identify(photos["ind-00", QUERY_SEED])
+        answer = gallery.pipeline.identify_photo(photos["ind-00", QUERY_SEED])
     assert stats.descriptors == 0
     assert stats.images == 0
     assert stats.stored_images == 1
@@ -216,29 +228,30 @@ def test_other_extractor_settings_rebuild_features_index(tmp_path: Path, photos)
 
 
 def test_approximate_index_past_the_exact_limit(tmp_path: Path, photos) -> None:
-    engine = EngineConfig(exact_search_max=2_000, nprobe=32)
-    with Gallery.open(tmp_path, engine=engine) as gallery:
+    search = SearchParameters(exact_search_max=2_000, nprobe=32)
+    with Gallery.open(tmp_path, search=search) as gallery:
         enrol_all(gallery, photos)
         assert gallery.stats().descriptors > 2_000
         hits = sum(
-            gallery.identify(photos[ind, QUERY_SEED]).candidates[0].individual_id == ind
+            gallery.pipeline.identify_photo(photos[ind, QUERY_SEED]).candidates[0].individual_id == ind
             for ind in INDIVIDUALS
         )
     assert hits == len(INDIVIDUALS)
-    with Gallery.open(tmp_path, engine=engine) as gallery:
+    with Gallery.open(tmp_path, search=search) as gallery:
         assert (
-            gallery.identify(photos["ind-04", QUERY_SEED]).candidates[0].individual_id == "ind-04"
+            gallery.pipeline.identify_photo(photos["ind-04", QUERY_SEED]).candidates[0].individual_id == "ind-04"
         )
 
 
 def test_leave_one_out_excludes_the_query_photo(built: Path, photos) -> None:
     with Gallery.open(built) as gallery:
         target = gallery.store.images_of("ind-07")[0]
-        features = gallery.features_of(target.id)
-        assert features is not None
-        with_self = gallery.rank(features)
-        without = gallery.rank(features, exclude=[target.id])
-        assert gallery.individual_of(without[0].image_id) == "ind-07"
+        row = gallery.store.feature(target.id, gallery.extractor.name, gallery.extractor.version)
+        assert row is not None and isinstance(row.features, LocalFeatures)
+        features = row.features
+        with_self = gallery.local.rank(features)
+        without = gallery.local.rank(features, exclude=[target.id])
+        assert gallery.local.labels()[without[0].image_id] == "ind-07"
     assert with_self[0].image_id == target.id
     assert all(r.image_id != target.id for r in without)
 
@@ -257,12 +270,12 @@ def test_roll_hypotheses_are_searched_only_when_the_upright_search_verifies_weak
             return views
 
         known = photos["ind-03", QUERY_SEED]
-        strong = gallery.rank(gallery.extractor.extract(known), rolled=rolled_views(known))
-        assert strong[0].inliers >= gallery.engine.roll_below_inliers
+        strong = gallery.local.rank(gallery.extractor.extract(known), rolled=rolled_views(known))
+        assert strong[0].inliers >= gallery.local.params.roll_below_inliers
         assert calls == []
         stranger = photos["stranger", QUERY_SEED]
-        gallery.rank(gallery.extractor.extract(stranger), rolled=rolled_views(stranger))
-        assert calls == [gallery.engine.roll_angles]
+        gallery.local.rank(gallery.extractor.extract(stranger), rolled=rolled_views(stranger))
+        assert calls == [gallery.local.params.roll_angles]
 
 
 def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
@@ -286,8 +299,8 @@ def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
 
         monkeypatch.setattr(gallery.extractor, "detect", spy_detect)
         # A stranger verifies weakly upright, so every hypothesis is searched.
-        gallery.identify(photos["stranger", QUERY_SEED])
-        assert described == [0.0, *gallery.engine.roll_angles]
+        gallery.pipeline.identify_photo(photos["stranger", QUERY_SEED])
+        assert described == [0.0, *gallery.local.params.roll_angles]
     assert len(detected) == 1
 
 
@@ -295,10 +308,10 @@ def test_a_rolled_photo_is_identified_through_a_roll_hypothesis(built: Path, pho
     known = photos["ind-05", QUERY_SEED]
     query = msgspec.structs.replace(known, pixels=rolled(known.pixels, 32.0))
     with Gallery.open(built) as gallery:
-        upright = gallery.rank(gallery.extractor.extract(query))
-        ranked = gallery.rank(
+        upright = gallery.local.rank(gallery.extractor.extract(query))
+        ranked = gallery.local.rank(
             gallery.extractor.extract(query),
             rolled=lambda angles: gallery.extractor.extract_rolled(query, angles),
         )
-        assert gallery.individual_of(ranked[0].image_id) == "ind-05"
+        assert gallery.local.labels()[ranked[0].image_id] == "ind-05"
         assert ranked[0].inliers > (upright[0].inliers if upright else 0)

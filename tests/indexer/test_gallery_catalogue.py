@@ -26,7 +26,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, photos) -> Path:
     with Gallery.open(data) as gallery:
         for individual in PEOPLE:
             for seed in GALLERY_SEEDS:
-                gallery.enrol(
+                gallery.catalogue.enrol(
                     photos[individual, seed],
                     individual,
                     species="humpback_whale",
@@ -44,18 +44,18 @@ def data(template: Path, tmp_path: Path) -> Path:
 
 
 def best(gallery: Gallery, photos, individual: str) -> str | None:
-    answer = gallery.identify(photos[individual, QUERY_SEED])
+    answer = gallery.pipeline.identify_photo(photos[individual, QUERY_SEED])
     return answer.candidates[0].individual_id if answer.candidates else None
 
 
 def names(gallery: Gallery, photos, individual: str) -> list[str]:
-    answer = gallery.identify(photos[individual, QUERY_SEED], top_k=10)
+    answer = gallery.pipeline.identify_photo(photos[individual, QUERY_SEED], top_k=10)
     return [c.individual_id for c in answer.candidates]
 
 
 def test_rename_is_searchable_at_once_and_after_restart(data: Path, photos) -> None:
     with Gallery.open(data) as gallery:
-        gallery.rename_individual("ind-01", "HW-0001")
+        gallery.catalogue.rename_individual("ind-01", "HW-0001")
         assert best(gallery, photos, "ind-01") == "HW-0001"
         assert "ind-01" not in names(gallery, photos, "ind-01")
         assert gallery.store.individual("HW-0001").species == "humpback_whale"
@@ -66,16 +66,16 @@ def test_rename_is_searchable_at_once_and_after_restart(data: Path, photos) -> N
 def test_rename_to_a_taken_id_changes_nothing(data: Path, photos) -> None:
     with Gallery.open(data) as gallery:
         with pytest.raises(Conflict):
-            gallery.rename_individual("ind-01", "ind-02")
+            gallery.catalogue.rename_individual("ind-01", "ind-02")
         with pytest.raises(NotFound):
-            gallery.rename_individual("nobody", "ind-09")
+            gallery.catalogue.rename_individual("nobody", "ind-09")
         assert best(gallery, photos, "ind-01") == "ind-01"
         assert best(gallery, photos, "ind-02") == "ind-02"
 
 
 def test_merge_moves_photos_to_the_target(data: Path, photos) -> None:
     with Gallery.open(data) as gallery:
-        moved = gallery.merge_individuals("ind-02", "ind-03")
+        moved = gallery.catalogue.merge_individuals("ind-02", "ind-03")
         assert moved == len(GALLERY_SEEDS)
         assert best(gallery, photos, "ind-02") == "ind-03"
         assert best(gallery, photos, "ind-03") == "ind-03"
@@ -89,13 +89,13 @@ def test_deleted_photos_are_no_longer_evidence(data: Path, photos) -> None:
     with Gallery.open(data) as gallery:
         ids = [img.id for img in gallery.store.images_of("ind-00")]
         descriptors = gallery.stats().descriptors
-        assert gallery.delete_image(ids[0]) is True
-        assert gallery.delete_image(ids[0]) is False
+        assert gallery.catalogue.delete_image(ids[0]) is True
+        assert gallery.catalogue.delete_image(ids[0]) is False
         assert gallery.stats().descriptors < descriptors
-        answer = gallery.identify(photos["ind-00", QUERY_SEED], top_k=10)
+        answer = gallery.pipeline.identify_photo(photos["ind-00", QUERY_SEED], top_k=10)
         assert all(c.evidence.image_id != ids[0] for c in answer.candidates)
         for image_id in ids[1:]:
-            gallery.delete_image(image_id)
+            gallery.catalogue.delete_image(image_id)
         assert "ind-00" not in names(gallery, photos, "ind-00")
         # The individual stays in the catalogue, with no photos.
         assert gallery.store.individual("ind-00").image_count == 0
@@ -106,10 +106,10 @@ def test_deleted_photos_are_no_longer_evidence(data: Path, photos) -> None:
 
 def test_delete_individual_removes_it_from_searches(data: Path, photos) -> None:
     with Gallery.open(data) as gallery:
-        assert gallery.delete_individual("ind-03") == len(GALLERY_SEEDS)
+        assert gallery.catalogue.delete_individual("ind-03") == len(GALLERY_SEEDS)
         assert "ind-03" not in names(gallery, photos, "ind-03")
         with pytest.raises(NotFound):
-            gallery.delete_individual("ind-03")
+            gallery.catalogue.delete_individual("ind-03")
     with Gallery.open(data) as gallery:
         assert "ind-03" not in names(gallery, photos, "ind-03")
         assert gallery.stats().images == (len(PEOPLE) - 1) * len(GALLERY_SEEDS)
@@ -117,9 +117,9 @@ def test_delete_individual_removes_it_from_searches(data: Path, photos) -> None:
 
 def test_edits_saved_on_close_equal_a_rebuild(data: Path, photos) -> None:
     with Gallery.open(data) as gallery:
-        gallery.rename_individual("ind-00", "renamed")
-        gallery.delete_image(gallery.store.images_of("ind-01")[0].id)
-        gallery.merge_individuals("ind-02", "ind-03")
+        gallery.catalogue.rename_individual("ind-00", "renamed")
+        gallery.catalogue.delete_image(gallery.store.images_of("ind-01")[0].id)
+        gallery.catalogue.merge_individuals("ind-02", "ind-03")
     with Gallery.open(data) as gallery:
         kept = {ind: names(gallery, photos, ind) for ind in PEOPLE}
         gallery.rebuild()
@@ -129,7 +129,7 @@ def test_edits_saved_on_close_equal_a_rebuild(data: Path, photos) -> None:
 
 def test_edit_after_a_crash_is_rebuilt_from_the_database(data: Path, photos) -> None:
     gallery = Gallery.open(data)
-    gallery.rename_individual("ind-00", "renamed")
+    gallery.catalogue.rename_individual("ind-00", "renamed")
     gallery.store.close()  # killed before the index state was saved
     with Gallery.open(data) as reopened:
         assert best(reopened, photos, "ind-00") == "renamed"
@@ -137,11 +137,11 @@ def test_edit_after_a_crash_is_rebuilt_from_the_database(data: Path, photos) -> 
 
 def test_create_and_update_individuals(data: Path) -> None:
     with Gallery.open(data) as gallery:
-        created = gallery.create_individual("HW-9", species="humpback_whale", name="Salt")
+        created = gallery.catalogue.create_individual("HW-9", species="humpback_whale", name="Salt")
         assert (created.id, created.name, created.image_count) == ("HW-9", "Salt", 0)
         with pytest.raises(Conflict):
-            gallery.create_individual("HW-9")
-        updated = gallery.update_individual("HW-9", species="fin_whale")
+            gallery.catalogue.create_individual("HW-9")
+        updated = gallery.catalogue.update_individual("HW-9", species="fin_whale")
         assert (updated.species, updated.name) == ("fin_whale", "Salt")
         with pytest.raises(NotFound):
-            gallery.update_individual("nobody", name="x")
+            gallery.catalogue.update_individual("nobody", name="x")

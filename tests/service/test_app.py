@@ -359,22 +359,22 @@ def test_heavy_work_runs_in_a_bounded_pool_off_the_event_loop(
     peak = 0
 
     with TestClient(app) as client:
-        gallery = app.state.runtime.gallery
-        real_identify = gallery.identify
+        pipeline = app.state.runtime.pipeline
+        real_identify = pipeline.identify_photo
 
-        def blocking_identify(photo, *, top_k=None):  # type: ignore[no-untyped-def]
+        def blocking_identify(photo, **kwargs):  # type: ignore[no-untyped-def]
             nonlocal peak
             with lock:
                 running.append(1)
                 peak = max(peak, len(running))
             try:
                 release.wait(timeout=30)
-                return real_identify(photo, top_k=top_k)
+                return real_identify(photo, **kwargs)
             finally:
                 with lock:
                     running.pop()
 
-        monkeypatch.setattr(gallery, "identify", blocking_identify)
+        monkeypatch.setattr(pipeline, "identify_photo", blocking_identify)
         content = photo("HW-1", 0)
         with ThreadPoolExecutor(max_workers=3) as pool:
             pending = [pool.submit(identify, client, content) for _ in range(3)]

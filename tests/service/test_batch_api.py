@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from litestar.testing import TestClient
+from PIL import Image
 
 from service.app import create_app
 from service.config import Settings

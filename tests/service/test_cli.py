@@ -14,8 +14,8 @@ import service.cli
 from embeddings.images import load_photo_file
 from embeddings.keypoints import KeypointConfig
 from indexer.config import EngineConfig
-from indexer.manifest import ManifestEntry
 from service.cli import main
+from service.photo_sources import ManifestEntry
 from tests.synthetic import encode, fluke, sighting, write_folder, write_manifest
 
 INDIVIDUALS = [f"HW-{i}" for i in range(6)]
@@ -396,6 +396,7 @@ class FakeReport(msgspec.Struct, kw_only=True):
     map5: float
     n_queries: int
     query_ms_p50: float
+    stages: list[str] = msgspec.field(default_factory=lambda: ["decode", "local search"])
 
 
 def test_evaluate_writes_the_report_and_a_summary(
@@ -407,13 +408,16 @@ def test_evaluate_writes_the_report_and_a_summary(
     config.write_text("[features]\nlong_side = 400\n[engine]\ntop_k = 7\n", encoding="utf-8")
     seen: dict[str, object] = {}
 
-    def evaluate(entries, *, features, engine, open_set, seed, progress):  # type: ignore[no-untyped-def]
-        seen.update(entries=entries, features=features, engine=engine, open_set=open_set, seed=seed)
+    def evaluate(entries, *, features, engine, open_set, seed, embedder, gate, progress):  # type: ignore[no-untyped-def]
+        seen.update(
+            entries=entries, features=features, engine=engine, open_set=open_set, seed=seed,
+            embedder=embedder, gate=gate,
+        )
         progress(1, 2)
         progress(2, 2)
         return FakeReport(top1=0.75, top5=1.0, map5=0.875, n_queries=4, query_ms_p50=12.5)
 
-    monkeypatch.setitem(sys.modules, "indexer.evaluate", types.SimpleNamespace(evaluate=evaluate))
+    monkeypatch.setitem(sys.modules, "evaluation.leave_one_out", types.SimpleNamespace(evaluate=evaluate))
     out_json = tmp_path / "reports" / "accuracy.json"
 
     code, out, _ = run(
@@ -436,9 +440,11 @@ def test_evaluate_writes_the_report_and_a_summary(
         "map5": 0.875,
         "n_queries": 4,
         "query_ms_p50": 12.5,
+        "stages": ["decode", "local search"],
     }
-    assert "top1 0.750  top5 1.000  map5 0.875  queries 4  query p50 12.5 ms" in out
+    assert "top1 0.750  top5 1.000  map5 0.875  queries 4  query p50 12.5 ms  (decode, local search)" in out
     assert seen["open_set"] is True and seen["seed"] == 7
+    assert seen["embedder"] is None and seen["gate"] is None  # no models installed
     assert seen["features"] == KeypointConfig(long_side=400)
     assert seen["engine"] == EngineConfig(top_k=7)
     entries = seen["entries"]
@@ -450,7 +456,6 @@ def test_evaluate_writes_the_report_and_a_summary(
 def test_evaluate_runs_the_real_harness(
     capsys: pytest.CaptureFixture[str], photos: Path, tmp_path: Path
 ) -> None:
-    pytest.importorskip("indexer.evaluate", reason="the evaluation harness is not written yet")
     out_json = tmp_path / "report.json"
 
     code, out, _ = run(capsys, "evaluate", photos, "--json", out_json)

@@ -59,10 +59,13 @@ def test_identify_applies_the_gate_and_the_embedder(open_gate: TestClient) -> No
     assert answer["gate"]["applied"] is True
     assert 0.0 <= answer["gate"]["score"] <= 1.0
     assert answer["identification"] == FUSED
-    assert [m.rsplit("-", 1)[0] for m in answer["models"]] == ["arcface-effb4"]
+    assert [m.rsplit("-", 1)[0] for m in answer["models"]] == ["arcface-effb4", "clip-gate"]
+    assert answer["stages"] == ["decode", "gate", "deep search", "local search", "decision"]
     assert answer["candidates"][0]["individual_id"] == "w-1"
     assert answer["candidates"][0]["similarity"] is not None
-    assert {"gate", "embedding", "features", "search"} <= set(answer["timings_ms"])
+    assert {"decode", "gate", "deep search", "local search", "decision", "total"} == set(
+        answer["timings_ms"]
+    )
 
 
 def test_a_photo_the_gate_refuses_is_rejected_with_its_score(

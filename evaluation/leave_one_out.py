@@ -6,14 +6,16 @@ all the others). Open set: every photo of a random 20 % of individuals is additi
 kept out of the gallery, and a query of theirs is right when the answer is
 `new_individual`.
 
-The gallery lives in a temporary folder and is thrown away.
+Every query runs through `indexer.pipeline` with its own photo excluded, exactly as the
+service would answer it: the gate (a rejected query counts as a miss), the deep search
+and the local search of whichever models are given. The gallery lives in a temporary
+folder and is thrown away.
 """
 
 from __future__ import annotations
 
 import resource
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,10 +25,11 @@ import numpy as np
 from embeddings.images import load_photo_file
 from embeddings.keypoints import KeypointConfig
 from embeddings.photo import ImageError
-from embeddings.protocol import LocalFeatures
+from embeddings.protocol import GlobalExtractor
 from indexer.config import EngineConfig
 from indexer.gallery import Gallery, Progress
-from indexer.manifest import ManifestEntry
+from indexer.pipeline import Gate
+from service.photo_sources import ManifestEntry
 
 __all__ = ["EvaluationReport", "SpeciesScores", "ThresholdPoint", "evaluate"]
 
@@ -57,8 +60,8 @@ class EvaluationReport(msgspec.Struct, frozen=True, kw_only=True):
     map5: float
     query_ms_p50: float
     query_ms_p95: float
-    features_ms_p50: float
-    search_ms_p50: float
+    stage_ms_p50: dict[str, float]
+    """Median time of each pipeline stage per query."""
     peak_rss_mib: float
     open_set: bool
     extractor: str
@@ -76,12 +79,14 @@ class EvaluationReport(msgspec.Struct, frozen=True, kw_only=True):
     new_individual_curve: list[ThresholdPoint] = []
     """Open set: `new_individual` precision and recall over thresholds, for choosing
     `engine.new_individual_threshold`."""
+    stages: list[str] = []
+    """The pipeline stages the queries ran through."""
+    rejected: dict[str, int] = {}
+    """Queries the pipeline rejected, by reason (they count as misses)."""
 
 
 class _Query(msgspec.Struct, frozen=True):
     entry: ManifestEntry
-    features: LocalFeatures
-    features_ms: float
     image_id: int | None
     """Set for gallery photos (left out of their own search); None for held-out ones."""
 
@@ -94,6 +99,8 @@ def evaluate(
     open_set: bool = False,
     seed: int = 0,
     holdout_fraction: float = 0.2,
+    embedder: GlobalExtractor | None = None,
+    gate: Gate | None = None,
     progress: Progress | None = None,
 ) -> EvaluationReport:
     """Run the protocol on labelled manifest entries (unlabelled ones are ignored).
@@ -104,6 +111,8 @@ def evaluate(
         engine: search settings.
         open_set: also hold out a random `holdout_fraction` of individuals.
         seed: seed of the held-out draw.
+        embedder: a deep embedder, searched and fused as in the service.
+        gate: a cetacean gate, applied to every query as in the service.
         progress: progress(done, total) over enrolment and queries together.
     """
     labelled = [e for e in entries if e.individual_id]
@@ -118,7 +127,9 @@ def evaluate(
     unreadable: list[str] = []
     queries: list[_Query] = []
     with tempfile.TemporaryDirectory(prefix="whaleid-eval-") as tmp:
-        gallery = Gallery.open(Path(tmp), features=features, engine=engine)
+        gallery = Gallery.open(
+            Path(tmp), features=features, engine=engine, embedder=embedder, gate=gate
+        )
         try:
             for entry in labelled:
                 done += 1
@@ -127,19 +138,15 @@ def evaluate(
                 except ImageError as error:
                     unreadable.append(f"{entry.path}: {error.reason}")
                     continue
-                started = time.perf_counter()
-                extracted = gallery.extractor.extract(photo)
-                features_ms = 1000 * (time.perf_counter() - started)
                 image_id = None
                 if entry.individual_id not in held_out:
-                    image_id = gallery.enrol(
+                    image_id = gallery.catalogue.enrol(
                         photo,
                         entry.individual_id,
                         species=entry.species,
                         source_name=entry.path.name,
-                        features=extracted,
                     ).image_id
-                queries.append(_Query(entry, extracted, features_ms, image_id))
+                queries.append(_Query(entry, image_id))
                 if progress is not None:
                     progress(done, total)
             gallery.rebuild()
@@ -177,9 +184,10 @@ def _score(
     ranks: list[int] = []
     species_ranks: dict[str, list[int]] = {}
     times: list[float] = []
-    features_times: list[float] = []
-    search_times: list[float] = []
+    stage_times: dict[str, list[float]] = {}
     new_true = new_false = new_missed = known_right = known_total = 0
+    rejected: dict[str, int] = {}
+    stages: list[str] = []
     top_probability: list[tuple[float, bool]] = []
     for query in queries:
         done += 1
@@ -189,21 +197,17 @@ def _score(
         is_new = truth in held_out
         if not is_new and len(enrolled.get(truth, ())) < 2:
             continue
-        started = time.perf_counter()
         exclude = [query.image_id] if query.image_id is not None else []
-        ranked = gallery.rank(
-            query.features,
-            # Only the upright features are kept per query; a rolled search reloads the photo.
-            rolled=lambda angles, path=query.entry.path: gallery.extractor.extract_rolled(
-                load_photo_file(path), angles
-            ),
-            exclude=exclude,
+        answer = gallery.pipeline.identify_photo(
+            load_photo_file(query.entry.path), exclude=exclude, top_k=5
         )
-        answer = gallery.answer(ranked, top_k=5)
-        search_ms = 1000 * (time.perf_counter() - started)
-        times.append(query.features_ms + search_ms)
-        features_times.append(query.features_ms)
-        search_times.append(search_ms)
+        stages = answer.stages
+        if answer.rejection_reason is not None:
+            rejected[answer.rejection_reason] = rejected.get(answer.rejection_reason, 0) + 1
+        timings = answer.timings_ms
+        times.append(timings["total"])
+        for name, ms in timings.items():
+            stage_times.setdefault(name, []).append(ms)
         said_new = answer.decision == "new_individual"
         top_probability.append(
             (answer.candidates[0].probability if answer.candidates else 0.0, is_new)
@@ -230,8 +234,7 @@ def _score(
         map5=scores.map5,
         query_ms_p50=_percentile(times, 50),
         query_ms_p95=_percentile(times, 95),
-        features_ms_p50=_percentile(features_times, 50),
-        search_ms_p50=_percentile(search_times, 50),
+        stage_ms_p50={name: _percentile(t, 50) for name, t in stage_times.items()},
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         open_set=open_set,
         extractor=f"{gallery.extractor.name}-{gallery.extractor.version}",
@@ -239,7 +242,7 @@ def _score(
         engine=gallery.engine,
         unreadable=unreadable,
         per_species={name: _rank_scores(r) for name, r in sorted(species_ranks.items())},
-        calibrated=gallery.calibration.fitted,
+        calibrated=gallery.calibrations.local.fitted,
         new_individual_precision=(
             new_true / (new_true + new_false) if open_set and new_true + new_false else None
         ),
@@ -249,6 +252,8 @@ def _score(
         n_new_queries=new_true + new_missed,
         known_match_rate=known_right / known_total if open_set and known_total else None,
         new_individual_curve=_curve(top_probability) if open_set else [],
+        stages=stages,
+        rejected=rejected,
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.manifest import (
+from service.photo_sources import (
     IMAGE_EXTENSIONS,
     ManifestEntry,
     ManifestError,

@@ -1,0 +1,234 @@
+"""The catalogue as its users see it: individuals and their photos, read and changed.
+
+Each change is one committed database write; the searches follow it (`indexer.follower`),
+here at once and in any other process on its next answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from embeddings.keypoints import RootSiftExtractor
+from embeddings.photo import Photo
+from embeddings.protocol import GlobalEmbedding, GlobalExtractor, LocalFeatures
+from indexer.centroids import CentroidRow
+from indexer.results import EnrolResult
+from indexer.store import (
+    Conflict,
+    ImageRow,
+    Individual,
+    NewImage,
+    NotFound,
+    Store,
+    StoreError,
+)
+
+__all__ = ["Catalogue"]
+
+
+class Catalogue:
+    """Reads and writes of the catalogue.
+
+    Args:
+        store: the database.
+        extractor: the local-feature extractor of enrolled photos.
+        embedder: the deep embedder, if a model is loaded.
+        changed: called after every committed change (the follower's `catch_up`).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        extractor: RootSiftExtractor,
+        embedder: GlobalExtractor | None,
+        changed: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.extractor = extractor
+        self.embedder = embedder
+        self._changed = changed
+
+    # ------------------------------------------------------------------ reads
+
+    def individual(self, individual_id: str) -> Individual | None:
+        return self.store.individual(individual_id)
+
+    def list_individuals(
+        self, species: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Individual]:
+        """A page of individuals in id order, optionally of one species."""
+        return self.store.list_individuals(species, limit, offset)
+
+    def image(self, image_id: int) -> ImageRow | None:
+        return self.store.image(image_id)
+
+    def images_of(self, individual_id: str) -> list[ImageRow]:
+        return self.store.images_of(individual_id)
+
+    # ------------------------------------------------------------------ writes
+
+    def enrol(
+        self,
+        photo: Photo,
+        individual_id: str,
+        *,
+        species: str | None = None,
+        source_name: str = "",
+        features: LocalFeatures | None = None,
+    ) -> EnrolResult:
+        """Add a photo of a known individual; searchable as soon as this returns.
+
+        A photo already stored (same content) is not stored again; it only gets the
+        features it lacks (enrolled under other extractor settings or before the deep
+        model was installed).
+
+        Args:
+            photo: the decoded photo.
+            individual_id: the catalogue id of the individual it shows.
+            species: recorded on the individual if it has none yet.
+            source_name: the file name, shown as evidence in answers; the start of the
+                content hash when not given.
+            features: already extracted features of this photo (saves extracting twice).
+        """
+        existing = self.store.image_by_sha256(photo.sha256)
+        wanted = self._missing(existing.id if existing else None)
+        if not wanted:
+            assert existing is not None
+            return EnrolResult(
+                image_id=existing.id, individual_id=existing.individual_id, created=False
+            )
+        extracted: list[tuple[str, str, LocalFeatures | GlobalEmbedding]] = []
+        if self.extractor.name in wanted:
+            extracted.append(
+                (
+                    self.extractor.name,
+                    self.extractor.version,
+                    features or self.extractor.extract(photo),
+                )
+            )
+        if self.embedder is not None and self.embedder.name in wanted:
+            extracted.append(
+                (self.embedder.name, self.embedder.version, self.embedder.extract(photo))
+            )
+        if existing is not None:
+            self.store.add_features(existing.id, extracted)
+            self._changed()
+            return EnrolResult(
+                image_id=existing.id, individual_id=existing.individual_id, created=False
+            )
+        record = NewImage(
+            sha256=photo.sha256,
+            source_name=source_name or photo.sha256[:16],
+            individual_id=individual_id,
+            width=photo.width,
+            height=photo.height,
+            taken_at=photo.taken_at,
+            latitude=photo.latitude,
+            longitude=photo.longitude,
+        )
+        image_id, created = self.store.add_image(record, species, extracted)
+        self._changed()
+        if not created:  # stored by another writer between the two calls
+            stored = self.store.image(image_id)
+            individual_id = stored.individual_id if stored else individual_id
+        return EnrolResult(image_id=image_id, individual_id=individual_id, created=created)
+
+    def _missing(self, image_id: int | None) -> set[str]:
+        """Names of the extractors whose features a stored photo lacks (all for None)."""
+        names = {self.extractor.name: self.extractor.version}
+        if self.embedder is not None:
+            names[self.embedder.name] = self.embedder.version
+        if image_id is None:
+            return set(names)
+        return {
+            name
+            for name, version in names.items()
+            if self.store.feature(image_id, name, version) is None
+        }
+
+    def create_individual(
+        self, individual_id: str, *, species: str | None = None, name: str | None = None
+    ) -> Individual:
+        """Add an individual with no photos yet.
+
+        Raises:
+            Conflict: the id is taken.
+        """
+        if self.store.individual(individual_id) is not None:
+            raise Conflict(f"individual {individual_id!r} already exists")
+        return self.store.upsert_individual(individual_id, species, name)
+
+    def update_individual(
+        self, individual_id: str, *, species: str | None = None, name: str | None = None
+    ) -> Individual:
+        """Set the species and/or name given (None leaves a field as it is).
+
+        Raises:
+            NotFound: no such individual.
+        """
+        if self.store.individual(individual_id) is None:
+            raise NotFound(f"individual {individual_id!r} not found")
+        return self.store.upsert_individual(individual_id, species, name)
+
+    def rename_individual(self, old_id: str, new_id: str) -> None:
+        """Give an individual a new id; its photos follow, searchable under the new id.
+
+        Raises:
+            NotFound: `old_id` does not exist.
+            Conflict: `new_id` is taken.
+        """
+        self.store.rename_individual(old_id, new_id)
+        self._changed()
+
+    def merge_individuals(self, source_id: str, target_id: str) -> int:
+        """Move every photo of `source_id` to `target_id` and delete `source_id`.
+
+        Returns:
+            How many photos moved.
+
+        Raises:
+            NotFound: either individual does not exist.
+            Conflict: source and target are the same.
+        """
+        moved = self.store.merge_individuals(source_id, target_id)
+        self._changed()
+        return moved
+
+    def delete_image(self, image_id: int) -> bool:
+        """Delete a photo and its features; it is no longer found by searches.
+
+        Returns:
+            True if the photo existed.
+        """
+        deleted = self.store.delete_image(image_id)
+        self._changed()
+        return deleted
+
+    def delete_individual(self, individual_id: str) -> int:
+        """Delete an individual with all its photos.
+
+        Returns:
+            How many photos were deleted.
+
+        Raises:
+            NotFound: no such individual.
+        """
+        deleted = self.store.delete_individual(individual_id)
+        self._changed()
+        return deleted
+
+    def import_centroids(self, rows: Sequence[CentroidRow]) -> int:
+        """Make `rows` the deep model's centroids, searchable beside enrolled photos.
+
+        Returns:
+            How many were stored.
+
+        Raises:
+            StoreError: no deep model is loaded (centroids are only comparable with the
+                embeddings of the model they come from), or invalid rows.
+        """
+        if self.embedder is None:
+            raise StoreError("no deep embedder is loaded: install its model folder first")
+        stored = self.store.replace_centroids(self.embedder.name, self.embedder.version, rows)
+        self._changed()
+        return stored

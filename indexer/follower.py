@@ -1,0 +1,145 @@
+"""Keeps the in-memory searches in step with the database, whoever wrote it.
+
+The database is the truth and any process may write it (the server, `whaleid enrol` beside
+it, another server). Every write that a search must follow moves `Store.marker()`: feature
+rows are added with increasing ids, and removals and relabellings bump the epoch. Before
+answering, a reader calls `catch_up`, which costs one small query when nothing changed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from embeddings.protocol import GlobalEmbedding, LocalFeatures
+from indexer.deep_search import DeepSearch
+from indexer.descriptor_index import DescriptorIndex
+from indexer.local_search import LocalSearch
+from indexer.store import Store
+
+__all__ = ["Follower", "Progress"]
+
+Progress = Callable[[int, int], None]
+"""progress(done, total), called as long work advances."""
+
+
+class Follower:
+    """Applies committed database changes to the local (and deep) search.
+
+    Args:
+        store: the database.
+        extractor: (name, version) of the local features searched.
+        local: the local-feature search.
+        deep: the deep-embedding search, if a model is loaded.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        extractor: tuple[str, str],
+        local: LocalSearch,
+        deep: DeepSearch | None,
+    ) -> None:
+        self.store = store
+        self.extractor = extractor
+        self.local = local
+        self.deep = deep
+        self.lock = threading.RLock()
+        """Held while the searches change; the pipeline holds it to read them."""
+        self.epoch = -1
+        self.max_feature_id = 0
+        """Largest local feature id the local search has seen."""
+        self._max_deep_id = 0
+        self._marker: tuple[int, int] | None = None
+        self.changed = False
+        """Whether the searches moved since the index files were last saved."""
+
+    def rebuild(self, progress: Progress | None = None) -> None:
+        """Build every search from the database."""
+        with self.lock:
+            epoch, _ = marker = self.store.marker()
+            labels = self.store.image_labels()
+            total = self.store.count_features(*self.extractor)
+            max_id = 0
+            rows = []
+            for done, row in enumerate(self.store.iter_features(*self.extractor), start=1):
+                if isinstance(row.features, LocalFeatures) and row.image_id in labels:
+                    rows.append((row.image_id, labels[row.image_id], row.features))
+                max_id = max(max_id, row.id)
+                if progress is not None:
+                    progress(done, total)
+            self.local.replace(None, rows)
+            self._rebuild_deep()
+            self.epoch, self.max_feature_id, self._marker = epoch, max_id, marker
+            self.changed = True
+
+    def resume(
+        self, saved: DescriptorIndex, epoch: int, max_feature_id: int, image_ids: set[int]
+    ) -> None:
+        """Start from a saved local index that held `image_ids` up to `max_feature_id` at
+        `epoch`, then catch up with everything committed since.
+
+        Args:
+            saved: the saved `DescriptorIndex`.
+            epoch: the epoch it was saved at.
+            max_feature_id: the largest feature id it holds.
+            image_ids: the photos it holds.
+        """
+        with self.lock:
+            labels = self.store.image_labels()
+            rows = [
+                (row.image_id, labels[row.image_id], row.features)
+                for row in self.store.iter_features(*self.extractor)
+                if row.id <= max_feature_id
+                and row.image_id in labels
+                and isinstance(row.features, LocalFeatures)
+            ]
+            self.local.replace(saved, rows, indexed=image_ids)
+            self._rebuild_deep()
+            self.epoch, self.max_feature_id = epoch, max_feature_id
+            self.catch_up(force=True)
+
+    def catch_up(self, *, force: bool = False) -> None:
+        """Apply whatever was committed since the last call."""
+        marker = self.store.marker()
+        if marker == self._marker and not force:
+            return
+        with self.lock:
+            epoch, _ = marker
+            if epoch != self.epoch:
+                labels = self.store.image_labels()
+                held = self.local.labels()
+                self.local.remove(i for i in held if i not in labels)
+                self.local.relabel({i: labels[i] for i in held if i in labels})
+                self._rebuild_deep()
+                self.epoch = epoch
+                self.changed = True
+            self._add_local()
+            if self.deep is not None:
+                self._add_deep()
+            if self.local.outgrown:
+                self.rebuild()
+            self._marker = marker
+
+    def _add_local(self) -> None:
+        for row in self.store.iter_features(*self.extractor, after_id=self.max_feature_id):
+            image = self.store.image(row.image_id)
+            if image is not None and isinstance(row.features, LocalFeatures):
+                self.local.add(row.image_id, image.individual_id, row.features)
+                self.changed = True
+            self.max_feature_id = row.id
+
+    def _add_deep(self) -> None:
+        assert self.deep is not None
+        for row in self.store.iter_features(
+            self.deep.model, self.deep.version, after_id=self._max_deep_id
+        ):
+            image = self.store.image(row.image_id)
+            if image is not None and isinstance(row.features, GlobalEmbedding):
+                self.deep.add(row.image_id, image.individual_id, row.features.vector)
+            self._max_deep_id = row.id
+
+    def _rebuild_deep(self) -> None:
+        if self.deep is not None:
+            self.deep.build()
+            self._max_deep_id = self.store.max_feature_id(self.deep.model, self.deep.version)

@@ -1,0 +1,294 @@
+"""Local-feature search: RootSIFT descriptors of every searchable photo in one FAISS index,
+scored by LNBNN votes, the best re-ranked by RANSAC verification, and searched again under
+roll hypotheses when nothing verifies upright.
+
+The index mirrors the database's features of one extractor version; `indexer.follower`
+keeps it in step with the database and `indexer.index_files` saves and loads it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+
+import msgspec
+import numpy as np
+
+from embeddings.protocol import LocalFeatures
+from indexer.descriptor_index import DescriptorIndex
+from indexer.scoring import image_scores, lnbnn_votes, one_per_keypoint, verify
+
+__all__ = ["LocalSearch", "RankedImage", "SearchParameters"]
+
+# Extra neighbours fetched when photos are excluded from a search (leave-one-out), so
+# that K+1 remain after dropping the excluded photo's own descriptors.
+_EXCLUDE_SLACK = 4
+# RANSAC tolerance as a fraction of the gallery photo's keypoint spread: the same
+# tolerance for a 300 px crop and a 3600 px frame.
+_RANSAC_TOLERANCE = 0.03
+# Matched point pairs an answer carries per candidate: enough to draw, small to send.
+MAX_PAIRS = 50
+
+
+class SearchParameters(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Algorithm constants of the local search; chosen on the development sets (the
+    measurements are in the commit history and reports/), not user settings."""
+
+    neighbours: int = 4
+    """K of LNBNN; K=8 was worse than 4 (../shared/notes/weight-free-baseline.md)."""
+    shortlist: int = 20
+    """Photos re-ranked by spatial verification; the right one must be among them."""
+    inlier_weight: float = 1000.0
+    """Ranks by verified evidence, LNBNN breaking ties (beat weights of 1-4 on flukes)."""
+    exact_search_max: int = 300_000
+    """Descriptors searched exactly; above, an IVF index (exact is slow past it)."""
+    nprobe: int = 16
+    """IVF lists visited per query descriptor (recall against speed)."""
+    roll_angles: tuple[float, ...] = (15.0, -15.0)
+    """Roll hypotheses: upright descriptors tolerate about 8 degrees of camera roll."""
+    roll_below_inliers: int = 10
+    """Below this many inliers upright, try the roll hypotheses (true matches: 25-45)."""
+    min_query_features: int = 10
+    """Fewer keypoints than this: blank, blurred or tiny, too little to match."""
+
+
+class RankedImage(msgspec.Struct, frozen=True, kw_only=True):
+    """One gallery photo's scores for one query."""
+
+    image_id: int
+    score: float
+    """`lnbnn + inlier_weight * verified`: what photos and individuals are ranked by."""
+    lnbnn: float
+    verified: float
+    inliers: int
+    pairs: list[tuple[float, float, float, float]] = []
+    """Up to `MAX_PAIRS` RANSAC inliers, (query x, y, gallery x, y) in each photo's
+    pixels as loaded, heaviest first."""
+
+
+class _Entry(msgspec.Struct, frozen=True):
+    individual_id: str
+    points: np.ndarray  # (N, 2) float32 keypoint positions
+    tolerance: float
+
+
+Rolled = Callable[[Sequence[float]], Sequence[LocalFeatures]]
+"""rolled(angles) -> the query's features described at those camera rolls."""
+
+
+class LocalSearch:
+    """The searchable local features of one extractor version. Thread-safe."""
+
+    def __init__(self, params: SearchParameters, upright: bool) -> None:
+        self.params = params
+        self._upright = upright
+        self._lock = threading.RLock()
+        self._index = DescriptorIndex(128, params.exact_search_max, params.nprobe)
+        self._entries: dict[int, _Entry] = {}
+
+    # ------------------------------------------------------------------ contents
+
+    @property
+    def index(self) -> DescriptorIndex:
+        return self._index
+
+    @property
+    def descriptors(self) -> int:
+        return self._index.size
+
+    def labels(self) -> dict[int, str]:
+        """image id -> individual id of every searchable photo."""
+        with self._lock:
+            return {image_id: e.individual_id for image_id, e in self._entries.items()}
+
+    def holds(self, image_id: int) -> bool:
+        return image_id in self._entries
+
+    def replace(
+        self,
+        index: DescriptorIndex | None,
+        photos: Iterable[tuple[int, str, LocalFeatures]],
+        indexed: Iterable[int] = (),
+    ) -> None:
+        """Start over from (image id, individual, features) rows: with `index` when it
+        already holds their descriptors (a saved index), else building one from them.
+
+        Args:
+            index: a saved index holding the photos' descriptors, or None.
+            photos: the searchable photos.
+            indexed: the photos `index` holds; those not among `photos` (deleted since
+                it was saved) are removed from it.
+        """
+        entries: dict[int, _Entry] = {}
+        ids: list[int] = []
+        descriptors: list[np.ndarray] = []
+        for image_id, individual_id, features in photos:
+            entries[image_id] = _entry(individual_id, features)
+            if index is None:
+                ids.append(image_id)
+                descriptors.append(features.descriptors)
+        if index is None:
+            index = DescriptorIndex(128, self.params.exact_search_max, self.params.nprobe)
+            index.build(ids, descriptors)
+        for image_id in set(indexed) - entries.keys():
+            index.remove(image_id)
+        with self._lock:
+            self._index = index
+            self._entries = entries
+
+    @property
+    def outgrown(self) -> bool:
+        """Whether the exact index holds more than it should: time to `replace` it (the
+        descriptors live in the database, not here) so that it becomes an IVF."""
+        return not self._index.approximate and self._index.size > self.params.exact_search_max
+
+    def add(self, image_id: int, individual_id: str, features: LocalFeatures) -> None:
+        with self._lock:
+            self._entries[image_id] = _entry(individual_id, features)
+            self._index.add(image_id, features.descriptors)
+
+    def remove(self, image_ids: Iterable[int]) -> None:
+        with self._lock:
+            for image_id in image_ids:
+                if self._entries.pop(image_id, None) is not None:
+                    self._index.remove(image_id)
+
+    def relabel(self, labels: dict[int, str]) -> None:
+        """Give photos new individual ids (image id -> individual id)."""
+        with self._lock:
+            for image_id, individual_id in labels.items():
+                entry = self._entries.get(image_id)
+                if entry is not None and entry.individual_id != individual_id:
+                    self._entries[image_id] = msgspec.structs.replace(
+                        entry, individual_id=individual_id
+                    )
+
+    # ------------------------------------------------------------------ search
+
+    def enough(self, features: LocalFeatures) -> bool:
+        """Whether a query holds enough keypoints for its matches to mean anything."""
+        return len(features.descriptors) >= self.params.min_query_features
+
+    def rank(
+        self,
+        features: LocalFeatures,
+        *,
+        rolled: Rolled | None = None,
+        exclude: Iterable[int] = (),
+        verify_also: Iterable[int] = (),
+    ) -> list[RankedImage]:
+        """Score gallery photos against query features, best first.
+
+        Shortlisted photos (the best by LNBNN, and `verify_also`) are spatially verified,
+        and every photo is ranked by `RankedImage.score`. When the best photo verifies
+        fewer than `roll_below_inliers` inliers and `rolled` is given, the query is
+        searched again as described at each of `roll_angles` (a rolled camera), and each
+        photo keeps its best score over the hypotheses.
+
+        Args:
+            features: the query's local features.
+            rolled: the query described at other rolls; called only when needed.
+            exclude: photo ids to leave out, as if not enrolled (leave-one-out).
+            verify_also: photo ids to verify even if LNBNN does not shortlist them (the
+                deep model's shortlist); only photos with votes can verify.
+        """
+        excluded = set(exclude)
+        also = list(verify_also)
+        ranked = self._rank_once(features, excluded, also)
+        angles = self.params.roll_angles
+        if rolled is None or not angles or not self._upright:
+            return ranked
+        if ranked and ranked[0].inliers >= self.params.roll_below_inliers:
+            return ranked
+        best = {item.image_id: item for item in ranked}
+        for view in rolled(angles):
+            for item in self._rank_once(view, excluded, also):
+                if item.image_id not in best or item.score > best[item.image_id].score:
+                    best[item.image_id] = item
+        return sorted(best.values(), key=lambda r: r.score, reverse=True)
+
+    def _rank_once(
+        self, features: LocalFeatures, excluded: set[int], verify_also: list[int]
+    ) -> list[RankedImage]:
+        k = self.params.neighbours
+        with self._lock:
+            if self._index.size == 0 or len(features.descriptors) == 0:
+                return []
+            wanted = k + 1 + (_EXCLUDE_SLACK if excluded else 0)
+            distances, image_ids, keypoints = self._index.search(
+                features.descriptors, min(wanted, self._index.size)
+            )
+            entries = dict(self._entries)
+        if excluded:
+            distances, image_ids, keypoints = _drop(
+                distances, image_ids, keypoints, excluded, k + 1
+            )
+        if distances.shape[1] < k + 1:
+            return []
+        votes = lnbnn_votes(distances, image_ids, keypoints, k)
+        scores = image_scores(votes)
+        shortlist = sorted(scores, key=scores.__getitem__, reverse=True)[: self.params.shortlist]
+        shortlist += [i for i in verify_also if i in scores and i not in shortlist]
+        query_points = features.keypoints[:, :2]
+        verified: dict[int, tuple[float, int, list[tuple[float, float, float, float]]]] = {}
+        for image_id in shortlist:
+            entry = entries.get(image_id)
+            if entry is None:
+                continue
+            rows = np.flatnonzero(votes.image_id == image_id)
+            rows = rows[one_per_keypoint(votes.keypoint[rows], votes.weight[rows])]
+            query_xy = query_points[votes.query_keypoint[rows]]
+            gallery_xy = entry.points[votes.keypoint[rows]]
+            weights = votes.weight[rows]
+            inliers = verify(query_xy, gallery_xy, weights, entry.tolerance)
+            heaviest = np.flatnonzero(inliers)[np.argsort(-weights[inliers], kind="stable")]
+            pairs = np.hstack([query_xy, gallery_xy])[heaviest[:MAX_PAIRS]]
+            verified[image_id] = (
+                float(weights[inliers].sum()),
+                int(inliers.sum()),
+                [tuple(round(float(v), 1) for v in row) for row in pairs],
+            )
+        ranked = []
+        for image_id, lnbnn in scores.items():
+            if image_id not in entries:
+                continue
+            inlier_score, count, pairs = verified.get(image_id, (0.0, 0, []))
+            ranked.append(
+                RankedImage(
+                    image_id=image_id,
+                    score=lnbnn + self.params.inlier_weight * inlier_score,
+                    lnbnn=lnbnn,
+                    verified=inlier_score,
+                    inliers=count,
+                    pairs=pairs,
+                )
+            )
+        ranked.sort(key=lambda r: r.score, reverse=True)
+        return ranked
+
+
+def _entry(individual_id: str, features: LocalFeatures) -> _Entry:
+    points = np.ascontiguousarray(features.keypoints[:, :2], dtype=np.float32)
+    spread = float(np.hypot(*np.ptp(points, axis=0))) if len(points) else 1.0
+    return _Entry(individual_id, points, max(1.0, _RANSAC_TOLERANCE * spread))
+
+
+def _drop(
+    distances: np.ndarray,
+    image_ids: np.ndarray,
+    keypoints: np.ndarray,
+    excluded: set[int],
+    keep: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Remove neighbours from excluded photos, keeping the first `keep` of each row."""
+    drop = np.isin(image_ids, list(excluded))
+    # A stable sort on the drop flag moves kept neighbours left in their original order.
+    order = np.argsort(drop, axis=1, kind="stable")[:, :keep]
+    rows = np.arange(len(distances))[:, None]
+    distances = distances[rows, order]
+    image_ids = image_ids[rows, order]
+    keypoints = keypoints[rows, order]
+    dropped = drop[rows, order]
+    distances = np.where(dropped, np.inf, distances)
+    image_ids = np.where(dropped, -1, image_ids)
+    return distances, image_ids, keypoints

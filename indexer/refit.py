@@ -1,0 +1,68 @@
+"""Fitting the score calibrations on the gallery itself: a sample of labelled photos is
+queried against the rest of the gallery (leave-one-out), and each query's best true and
+best wrong score are the positives and negatives of the fit (`calibration.harvest`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from embeddings.protocol import LocalFeatures
+from indexer.calibration import Calibration, calibration_queries, fit_isotonic, harvest
+from indexer.decision import UNFITTED_HALF_COSINE, UNFITTED_HALF_SCORE, Calibrations
+from indexer.deep_search import CENTROID_BASE, DeepSearch
+from indexer.local_search import LocalSearch
+from indexer.store import Store
+
+__all__ = ["fit_calibrations", "fit_deep"]
+
+CALIBRATION_QUERIES = 300
+"""Leave-one-out queries per fit: a few hundred pairs give a smooth isotonic curve, and
+each costs one search."""
+
+
+def fit_calibrations(
+    store: Store, extractor: tuple[str, str], local: LocalSearch, deep: DeepSearch | None
+) -> Calibrations:
+    """Fit the local (and deep) calibration on the searches' current contents.
+
+    Only upright features are stored, so these queries are never searched under roll
+    hypotheses.
+    """
+    local_fit = fit_isotonic(
+        *harvest(_local_queries(store, extractor, local), missing=0.0), UNFITTED_HALF_SCORE
+    )
+    if deep is None:
+        return Calibrations(local=local_fit)
+    return Calibrations(local=local_fit, deep=fit_deep(deep))
+
+
+def fit_deep(deep: DeepSearch) -> Calibration:
+    """Fit the deep calibration alone (cosine -> probability)."""
+    return fit_isotonic(*harvest(_deep_queries(deep), missing=-1.0), UNFITTED_HALF_COSINE)
+
+
+def _local_queries(
+    store: Store, extractor: tuple[str, str], local: LocalSearch
+) -> Iterator[tuple[str, Mapping[str, float]]]:
+    labels = local.labels()
+    for image_id in calibration_queries(labels, CALIBRATION_QUERIES):
+        row = store.feature(image_id, *extractor)
+        if row is None or not isinstance(row.features, LocalFeatures):
+            continue
+        best: dict[str, float] = {}
+        for item in local.rank(row.features, exclude=[image_id]):
+            individual = labels.get(item.image_id)
+            if individual is not None and individual not in best:
+                best[individual] = item.score
+        yield labels[image_id], best
+
+
+def _deep_queries(deep: DeepSearch) -> Iterator[tuple[str, Mapping[str, float]]]:
+    labels = deep.labels()
+    photos = calibration_queries(labels, CALIBRATION_QUERIES, lambda i: i < CENTROID_BASE)
+    for image_id in photos:
+        vector = deep.vector(image_id)
+        if vector is None:
+            continue
+        hits = deep.search(vector, exclude=[image_id])
+        yield labels[image_id], {name: hit.cosine for name, hit in hits.items()}
