@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import msgspec
 
-from indexer.vector_index import IndexKind
-
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     neighbours: int = 4
@@ -43,17 +41,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Nearest deep-embedding entries (photos and centroids) read per query; the
     individuals among them form the deep shortlist."""
     deep_exact_max: int = 50_000
-    """Up to this many deep entries the embedding search is exact; above, `deep_index`."""
-    deep_index: IndexKind = "pq"
-    """Approximate embedding index above `deep_exact_max`: "pq" (compressed scan of every
-    entry, best candidates re-ranked exactly), "hnsw" or "ivf". At a million synthetic
-    embeddings "pq" had the better recall, time and build time (reports/scalability.md)."""
+    """Up to this many deep entries the embedding search is exact; above, PQ (a compressed
+    scan of every entry, the best candidates re-ranked exactly; reports/scalability.md)."""
     deep_refine_factor: int = 50
-    """With `deep_index` "pq": candidates re-ranked exactly, as a multiple of the
+    """Above `deep_exact_max`: candidates re-ranked exactly, as a multiple of the
     neighbours asked for (recall against speed; see reports/scalability.md)."""
-    deep_ef_search: int = 512
-    """With `deep_index` "hnsw": beam width of the embedding search (recall against
-    speed; see reports/scalability.md)."""
     top_k: int = 5
     """Candidates returned by default."""
     search_threads: int = 1

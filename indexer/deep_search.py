@@ -8,7 +8,7 @@ any image id SQLite will hand out.
 It is rebuilt from the database when the gallery opens, so no file of its own can go
 stale. Up to `engine.deep_exact_max` entries (13 837 centroids and tens of thousands of
 photos) that takes well under a second; above it the index is compressed and trained
-first (`engine.deep_index`; reports/scalability.md times the build at a million), so a
+first (PQ; reports/scalability.md times the build at a million), so a
 gallery of millions of photos would want this index saved beside the descriptor index.
 """
 
@@ -97,9 +97,7 @@ class DeepSearch:
         return VectorIndex(
             self._dim,
             self._engine.deep_exact_max,
-            self._engine.deep_index,
             refine_factor=self._engine.deep_refine_factor,
-            ef_search=self._engine.deep_ef_search,
         )
 
     def add(self, image_id: int, individual_id: str, vector: np.ndarray) -> None:
