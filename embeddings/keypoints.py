@@ -20,7 +20,7 @@ import numpy as np
 from embeddings.photo import Photo
 from embeddings.protocol import FeatureKind, LocalFeatures
 
-__all__ = ["Detection", "KeypointConfig", "RootSiftExtractor"]
+__all__ = ["DetectedKeypoints", "KeypointConfig", "RootSiftExtractor"]
 
 _MIN_SIDE = 16
 """Below this many pixels (after resizing) a side holds no SIFT descriptor window."""
@@ -104,12 +104,12 @@ class RootSiftExtractor:
 
     def extract_rolled(self, photo: Photo, rolls: Sequence[float]) -> list[LocalFeatures]:
         """Features of `photo` once per roll angle (degrees): `detect`, then
-        `Detection.describe` at each angle."""
+        `DetectedKeypoints.describe` at each angle."""
         detection = self.detect(photo)
         return [detection.describe(roll) for roll in rolls]
 
-    def detect(self, photo: Photo) -> Detection:
-        """Find the photo's keypoints, to be described by the returned `Detection`."""
+    def detect(self, photo: Photo) -> DetectedKeypoints:
+        """Find the photo's keypoints, to be described by the returned `DetectedKeypoints`."""
         gray = cv2.cvtColor(photo.pixels, cv2.COLOR_RGB2GRAY)
         # cv2.SIFT is not re-entrant across threads; a fresh detector per call is cheap.
         sift = cv2.SIFT_create(
@@ -128,7 +128,7 @@ class RootSiftExtractor:
             if min(small.shape) < _MIN_SIDE:
                 continue
             levels.append(self._level(sift, _resized(small, enlarge), working / factor))
-        return Detection(sift, levels, upright=self.config.upright)
+        return DetectedKeypoints(sift, levels, upright=self.config.upright)
 
     def _level(self, sift: cv2.SIFT, gray: np.ndarray, scale: float) -> _Level:
         """Keypoints of `gray`, the photo resized by `scale`."""
@@ -175,14 +175,14 @@ class _Level(NamedTuple):
     scale: float
 
 
-class Detection:
+class DetectedKeypoints:
     """One photo's keypoints, found once and described on demand.
 
     Upright descriptors of a photo taken with the camera rolled match the gallery's
     upright ones again when described at about the same roll, so a query can be searched
     under a few roll hypotheses without giving up the accuracy of upright description.
-    Detection is shared by the hypotheses; only description is repeated. Use it in the
-    thread that made it: it holds that call's SIFT detector.
+    The keypoints are found once for all hypotheses; only description is repeated. Use
+    it in the thread that made it: it holds that call's SIFT detector.
     """
 
     def __init__(

@@ -38,7 +38,7 @@ def read_centroids(checkpoint: Path, classes: Path, species_map: Path) -> list[C
             the checkpoint's `arc.weight`, or a class id repeats.
     """
     # torch only for this offline import: the checkpoint is a torch pickle.
-    from embeddings.checkpoints import read_state_dict
+    from embeddings.reference.checkpoints import read_state_dict
 
     arc = read_state_dict(checkpoint).get("arc.weight")
     if arc is None or arc.ndim != 2:

@@ -5,7 +5,7 @@ One `VectorIndex` holds both kinds of entry, so an individual known only to the 
 Photo entries use the image id; centroid entries `CENTROID_BASE + centroid id`, far above
 any image id SQLite will hand out.
 
-It is built from the database when the gallery opens (up to `DEEP_EXACT_MAX` entries that
+It is built from the database when the gallery opens (up to `_EXACT_MAX` entries that
 takes well under a second; reports/scalability.md times the compressed index at a
 million) and `indexer.follower` keeps it in step with the database.
 """

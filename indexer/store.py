@@ -48,9 +48,6 @@ DATABASE_FILE = "whaleid.sqlite3"
 """Stored in `PRAGMA user_version`; bump it with a migration when the schema changes."""
 
 _EPOCH_KEY = "store.epoch"
-# Keys under this prefix belong to the store itself; `set_meta` refuses them so a caller
-# cannot move the epoch behind the indexer's back.
-_RESERVED_PREFIX = "store."
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _BUSY_TIMEOUT_MS = 10_000
 # Little-endian on disk whatever the host, so a database file can be copied between
@@ -482,11 +479,6 @@ class Store:
             ).fetchall()
         return [_individual(r) for r in rows]
 
-    def count_individuals(self) -> int:
-        """How many individuals are stored (with or without images)."""
-        with self._read() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM individuals").fetchone()[0])
-
     def upsert_individual(
         self, individual_id: str, species: str | None = None, name: str | None = None
     ) -> Individual:
@@ -508,20 +500,6 @@ class Store:
             )
             row = conn.execute(f"{_INDIVIDUAL_SELECT} WHERE i.id = ?", (individual_id,)).fetchone()
         return _individual(row)
-
-    def set_species(self, individual_id: str, species: str | None) -> None:
-        """Set (or with None, clear) an individual's species.
-
-        Raises:
-            NotFound: no such individual.
-        """
-        _check_optional_text("species", species)
-        with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE individuals SET species = ? WHERE id = ?", (species, individual_id)
-            )
-            if cur.rowcount == 0:
-                raise NotFound(f"individual {individual_id!r} not found")
 
     def rename_individual(self, old_id: str, new_id: str) -> None:
         """Give an individual a new id, moving its images; renaming to itself is a no-op.
@@ -747,30 +725,6 @@ class Store:
         with self._read() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (_EPOCH_KEY,)).fetchone()
         return int(row[0])
-
-    def get_meta(self, key: str) -> str | None:
-        """The value stored under `key`, or None."""
-        with self._read() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Store `value` under `key`, replacing any previous value.
-
-        Raises:
-            StoreError: the key is reserved for the store itself ("store." prefix).
-        """
-        _check_id("key", key)
-        if key.startswith(_RESERVED_PREFIX):
-            raise StoreError(f"meta key {key!r} is reserved (prefix {_RESERVED_PREFIX!r})")
-        if not isinstance(value, str):
-            raise StoreError(f"meta value must be str, got {type(value).__name__}")
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO meta(key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
 
     # ------------------------------------------------------------------ plumbing
 

@@ -35,10 +35,10 @@ from reporting import report_meta
 from serving import bench_env, percentiles, server
 
 from embeddings.arcface import ArcFaceEmbedder
-from embeddings.clip_vit import Clip
-from embeddings.efficientnet import ArcFaceNet
-from embeddings.export import export_arcface, export_clip_gate
 from embeddings.images import load_photo
+from embeddings.reference.clip_vit import Clip
+from embeddings.reference.efficientnet import ArcFaceNet
+from embeddings.reference.onnx_export import export_arcface, export_clip_gate
 from indexer.gallery import Gallery
 
 REPORT = Path(__file__).resolve().parents[1] / "reports" / "latency.md"

@@ -30,12 +30,12 @@ import torch
 from reporting import report_meta
 
 from embeddings.arcface import ArcFaceEmbedder
-from embeddings.clip_vit import Clip
-from embeddings.efficientnet import ArcFaceNet
-from embeddings.export import export_arcface, export_clip_gate
 from embeddings.gate import ClipGate, cetacean_score
 from embeddings.photo import Photo
 from embeddings.preprocess import arcface_input, clip_input
+from embeddings.reference.clip_vit import Clip
+from embeddings.reference.efficientnet import ArcFaceNet
+from embeddings.reference.onnx_export import export_arcface, export_clip_gate
 
 REPORT = Path(__file__).resolve().parents[1] / "reports" / "models.md"
 BARS = {"speedup": 1.5, "ort_ms_p50": 450.0}

@@ -16,10 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from embeddings.clip_vit import load_clip_checkpoint
-from embeddings.efficientnet import load_arcface_checkpoint
-from embeddings.export import export_arcface, export_clip_gate
 from embeddings.model_files import ModelFileError, sha256_of
+from embeddings.reference.clip_vit import load_clip_checkpoint
+from embeddings.reference.efficientnet import load_arcface_checkpoint
+from embeddings.reference.onnx_export import export_arcface, export_clip_gate
 
 
 def main() -> int:

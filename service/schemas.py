@@ -26,7 +26,6 @@ __all__ = [
     "WEIGHT_FREE",
     "BatchForm",
     "DeleteResult",
-    "Detection",
     "EnrolForm",
     "ExtractorInfo",
     "GateResult",
@@ -37,6 +36,7 @@ __all__ = [
     "IndividualDetail",
     "IndividualPage",
     "IndividualPatch",
+    "LegacyPrediction",
     "MergeRequest",
     "MergeResult",
     "NewIndividual",
@@ -168,7 +168,7 @@ class ReviewResult(msgspec.Struct, frozen=True, kw_only=True):
     """False when the same photo was already in the catalogue."""
 
 
-class Detection(msgspec.Struct, frozen=True, kw_only=True):
+class LegacyPrediction(msgspec.Struct, frozen=True, kw_only=True):
     """One answer in the schema of the service this one replaces (/v1/predict-*)."""
 
     image_ind: str

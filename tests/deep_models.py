@@ -48,11 +48,11 @@ def class_ids() -> list[str]:
 def make_random_models(root: Path) -> RandomModels:
     import torch
 
-    from embeddings.clip_vit import Clip
-    from embeddings.efficientnet import ArcFaceNet
-    from embeddings.export import export_arcface, export_clip_gate
     from embeddings.model_files import sha256_of
     from embeddings.preprocess import arcface_input
+    from embeddings.reference.clip_vit import Clip
+    from embeddings.reference.efficientnet import ArcFaceNet
+    from embeddings.reference.onnx_export import export_arcface, export_clip_gate
 
     torch.manual_seed(0)
     net = ArcFaceNet()

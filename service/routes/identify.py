@@ -19,7 +19,13 @@ from indexer.results import MAX_TOP_K
 from service.archive import ArchiveEntry, ArchiveError, ArchiveLimits, read_archive
 from service.errors import BadRequest, ErrorBody, PayloadTooLarge, error_status
 from service.runtime import Runtime, file_name, read_limited
-from service.schemas import BatchForm, Detection, IdentifyForm, IdentifyResponse, RejectionReason
+from service.schemas import (
+    BatchForm,
+    IdentifyForm,
+    IdentifyResponse,
+    LegacyPrediction,
+    RejectionReason,
+)
 
 __all__ = ["identify", "identify_batch", "predict_batch", "predict_single"]
 
@@ -71,7 +77,7 @@ async def identify_batch(
 async def predict_single(
     data: Annotated[IdentifyForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],
-) -> Detection:
+) -> LegacyPrediction:
     """One photo (field `file`), answered in the earlier service's schema."""
     content = await runtime.read_photo(data.file)
     return _detection(await runtime.identify(file_name(data.file), content, 1))
@@ -81,7 +87,7 @@ async def predict_single(
 async def predict_batch(
     data: Annotated[IdentifyForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],
-) -> list[Detection]:
+) -> list[LegacyPrediction]:
     """A ZIP of photos (field `file`), answered as a JSON list in the earlier service's
     schema."""
     photos = await _batch_inputs(BatchForm(archive=data.file), runtime)
@@ -161,10 +167,10 @@ async def _ndjson(
         yield encoder.encode(line) + b"\n"
 
 
-def _detection(answer: IdentifyResponse) -> Detection:
+def _detection(answer: IdentifyResponse) -> LegacyPrediction:
     best = answer.candidates[0] if answer.candidates else None
     matched = answer.decision == "match" and best is not None
-    return Detection(
+    return LegacyPrediction(
         image_ind=answer.image,
         bbox=answer.bbox or [0, 0, 0, 0],
         class_animal=best.individual_id if matched and best else "",

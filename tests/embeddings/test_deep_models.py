@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from embeddings.arcface import ArcFaceEmbedder
-from embeddings.clip_vit import Clip, load_clip_checkpoint
-from embeddings.efficientnet import ARC_CLASSES, load_arcface_checkpoint
-from embeddings.export import embed_prompts
 from embeddings.gate import ClipGate, cetacean_score, prompts
 from embeddings.model_files import CARD_FILE, ModelFileError, read_card
 from embeddings.photo import Photo
 from embeddings.preprocess import arcface_input, clip_input
+from embeddings.reference.clip_vit import Clip, load_clip_checkpoint
+from embeddings.reference.efficientnet import ARC_CLASSES, load_arcface_checkpoint
+from embeddings.reference.onnx_export import embed_prompts
 from embeddings.registry import load_models
 from tests.deep_models import RandomModels
 from tests.synthetic import fluke, sighting
@@ -77,7 +77,7 @@ def test_a_checkpoint_of_another_layout_is_refused_naming_its_keys(tmp_path: Pat
 
 
 def load_arcface_checkpoint_state(tmp_path: Path) -> dict[str, object]:
-    from embeddings.efficientnet import ArcFaceNet
+    from embeddings.reference.efficientnet import ArcFaceNet
 
     return dict(ArcFaceNet(classes=10).state_dict())
 
@@ -215,8 +215,8 @@ def test_load_models_reports_names_and_versions(random_models: RandomModels) -> 
 
 
 def test_the_version_follows_the_weights(random_models: RandomModels, tmp_path: Path) -> None:
-    from embeddings.efficientnet import ArcFaceNet
-    from embeddings.export import export_arcface
+    from embeddings.reference.efficientnet import ArcFaceNet
+    from embeddings.reference.onnx_export import export_arcface
 
     torch.manual_seed(1)
     card = export_arcface(ArcFaceNet(classes=4), tmp_path / "other", source="random")
@@ -258,8 +258,8 @@ def test_a_damaged_model_folder_is_an_error_naming_the_file(
 def test_an_interrupted_export_leaves_the_installed_model(
     random_models: RandomModels, tmp_path: Path
 ) -> None:
-    from embeddings.efficientnet import ArcFaceNet
-    from embeddings.export import export_arcface
+    from embeddings.reference.efficientnet import ArcFaceNet
+    from embeddings.reference.onnx_export import export_arcface
 
     folder = _copy(random_models.models_dir / "arcface-effb4", tmp_path)
     before = read_card(folder, "arcface-effb4")

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from embeddings.arcface import ArcFaceEmbedder
-from embeddings.efficientnet import load_arcface_checkpoint
 from embeddings.images import load_photo
 from embeddings.model_files import ModelFileError
 from embeddings.preprocess import arcface_input
+from embeddings.reference.efficientnet import load_arcface_checkpoint
 from indexer.calibration import Calibration
 from indexer.centroids import read_centroids
 from indexer.decision import _fused

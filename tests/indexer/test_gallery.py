@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from embeddings.images import load_photo
-from embeddings.keypoints import Detection
+from embeddings.keypoints import DetectedKeypoints
 from embeddings.photo import Photo
 from embeddings.protocol import LocalFeatures
 from indexer.gallery import Gallery
@@ -283,17 +283,17 @@ def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
 ) -> None:
     detected: list[Photo] = []
     described: list[float] = []
-    describe = Detection.describe
+    describe = DetectedKeypoints.describe
 
-    def spy_describe(self: Detection, roll: float = 0.0) -> LocalFeatures:
+    def spy_describe(self: DetectedKeypoints, roll: float = 0.0) -> LocalFeatures:
         described.append(roll)
         return describe(self, roll)
 
-    monkeypatch.setattr(Detection, "describe", spy_describe)
+    monkeypatch.setattr(DetectedKeypoints, "describe", spy_describe)
     with Gallery.open(built) as gallery:
         detect = gallery.extractor.detect
 
-        def spy_detect(photo: Photo) -> Detection:
+        def spy_detect(photo: Photo) -> DetectedKeypoints:
             detected.append(photo)
             return detect(photo)
 

@@ -1,4 +1,4 @@
-"""The global-embedding index: exact search, the switch to PQ, HNSW or IVF, removal, files."""
+"""The global-embedding index: exact search, the switch to PQ, removal, files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 from indexer import vector_index
 from indexer.vector_index import VectorIndex
 
-KINDS = ["pq", "hnsw", "ivf"]
-STRUCTURES = ["exact", *KINDS]
+STRUCTURES = ["exact", "pq"]
 
 DIM = 64
 GALLERY = 5_000
@@ -46,7 +45,7 @@ def brute_force(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: in
 def copy_of(index: VectorIndex, tmp_path: Path) -> VectorIndex:
     path = tmp_path / "copy.faiss"
     index.save(path)
-    return VectorIndex.load(path, index.exact_max, index.kind)
+    return VectorIndex.load(path, index.exact_max, index.refine_factor)
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +65,16 @@ def filled(request: pytest.FixtureRequest, data) -> VectorIndex:
     if request.param == "exact":
         index = VectorIndex(DIM)
     else:
-        index = VectorIndex(DIM, exact_max=SWITCH_AT, kind=request.param)
+        index = VectorIndex(DIM, exact_max=SWITCH_AT)
     # The second batch crosses exact_max; the third is added to the approximate index.
     for part in np.split(np.arange(GALLERY), [SWITCH_AT, 4_000]):
         index.add(ids[part], vectors[part])
     return index
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("n_queries", [0, 3])
-def test_empty_index_finds_nothing(kind: str, n_queries: int) -> None:
-    index = VectorIndex(16, kind=kind)
+def test_empty_index_finds_nothing(n_queries: int) -> None:
+    index = VectorIndex(16)
     scores, ids = index.search(unit(n_queries, 16), 5)
     assert ids.shape == scores.shape == (n_queries, 5)
     assert ids.dtype == np.int64 and scores.dtype == np.float32
@@ -184,11 +182,10 @@ def test_search_rejects_bad_input(queries: np.ndarray, k: int, message: str) -> 
         index.search(queries, k)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_add_past_exact_max_switches_and_keeps_every_vector(kind: str) -> None:
+def test_add_past_exact_max_switches_and_keeps_every_vector() -> None:
     vectors = unit(101, 16)
     ids = np.arange(101, dtype=np.int64) * 3
-    index = VectorIndex(16, exact_max=100, kind=kind)
+    index = VectorIndex(16, exact_max=100)
     index.add(ids[:100], vectors[:100])
     assert not index.approximate
     index.add(ids[100:], vectors[100:])
@@ -225,14 +222,12 @@ def test_remove_hides_removed_ids(filled: VectorIndex, data, tmp_path: Path) -> 
     _, found = index.search(vectors[gone], 10)
     assert not np.isin(found, ids[gone]).any()
     assert (found >= 0).all(), "removed vectors must not leave holes in the top k"
-    # Only HNSW keeps tombstones; 600 of 5 000 is past the 10 % mark.
-    assert index.needs_rebuild == (filled.approximate and filled.kind == "hnsw")
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_removed_id_can_be_added_again(kind: str) -> None:
+@pytest.mark.parametrize("exact_max", [500, 50], ids=["exact", "pq"])
+def test_removed_id_can_be_added_again(exact_max: int) -> None:
     vectors = unit(200, 16)
-    index = VectorIndex(16, exact_max=50, kind=kind)
+    index = VectorIndex(16, exact_max=exact_max)
     index.add(np.arange(200), vectors)
     assert index.remove(np.array([7])) == 1
     replacement = unit(1, 16, seed=9)
@@ -243,21 +238,13 @@ def test_removed_id_can_be_added_again(kind: str) -> None:
     assert index.size == 200
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_rebuild_drops_tombstones_and_returns_to_exact(kind: str) -> None:
+def test_pq_stays_pq_when_removals_shrink_it_below_exact_max() -> None:
     vectors = unit(300, 16)
     ids = np.arange(300, dtype=np.int64)
-    index = VectorIndex(16, exact_max=50, kind=kind)
+    index = VectorIndex(16, exact_max=50)
     index.add(ids, vectors)
-    index.remove(ids[:40])
-    assert index.needs_rebuild == (kind == "hnsw")
-    index.rebuild()
-    assert not index.needs_rebuild
-    assert index.approximate and index.size == 260
-    np.testing.assert_array_equal(index.search(vectors[40:], 1)[1][:, 0], ids[40:])
-    index.remove(ids[40:260])
-    index.rebuild()
-    assert not index.approximate and index.size == 40
+    index.remove(ids[:260])
+    assert index.approximate and index.size == 40
     np.testing.assert_array_equal(index.search(vectors[260:], 1)[1][:, 0], ids[260:])
 
 
@@ -267,10 +254,10 @@ def test_save_load_round_trip(filled: VectorIndex, data, tmp_path: Path) -> None
     assert (loaded.size, loaded.approximate) == (filled.size, filled.approximate)
     for got, expected in zip(loaded.search(queries, 10), filled.search(queries, 10)):
         np.testing.assert_array_equal(got, expected)
-    # Tombstones are part of the file.
+    # Removals are part of the file.
     loaded.remove(ids[:600])
     reloaded = copy_of(loaded, tmp_path)
-    assert (reloaded.size, reloaded.needs_rebuild) == (loaded.size, loaded.needs_rebuild)
+    assert (reloaded.size, reloaded.approximate) == (loaded.size, loaded.approximate)
     for got, expected in zip(reloaded.search(queries, 10), loaded.search(queries, 10)):
         np.testing.assert_array_equal(got, expected)
 
@@ -305,16 +292,28 @@ def test_failed_save_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert [p.name for p in tmp_path.iterdir()] == ["vectors.faiss"]
 
 
-def test_load_refuses_other_faiss_indexes(tmp_path: Path) -> None:
-    path = tmp_path / "descriptors.faiss"
-    faiss.write_index(faiss.IndexIDMap2(faiss.IndexFlatL2(16)), str(path))
-    with pytest.raises(ValueError, match=r"inner-product .* got IndexIDMap2 with metric 1"):
+@pytest.mark.parametrize(
+    ("index", "message"),
+    [
+        pytest.param(
+            faiss.IndexIDMap2(faiss.IndexFlatL2(16)),
+            r"inner-product .* got IndexIDMap2 with metric 1$",
+            id="l2-metric",
+        ),
+        pytest.param(
+            faiss.IndexIDMap2(faiss.IndexHNSWFlat(16, 8, faiss.METRIC_INNER_PRODUCT)),
+            r"over IndexFlat or IndexRefineFlat; got IndexIDMap2 with metric 0$",
+            id="hnsw",
+        ),
+    ],
+)
+def test_load_refuses_other_faiss_indexes(
+    index: faiss.Index, message: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "other.faiss"
+    faiss.write_index(index, str(path))
+    with pytest.raises(ValueError, match=message):
         VectorIndex.load(path)
-
-
-def test_unknown_kind_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"^kind: expected 'pq', 'hnsw' or 'ivf', got 'lsh'$"):
-        VectorIndex(16, kind="lsh")  # type: ignore[arg-type]
 
 
 def test_refine_factor_below_one_is_refused() -> None:
@@ -325,7 +324,7 @@ def test_refine_factor_below_one_is_refused() -> None:
 def test_pq_refine_factor_trades_recall(data) -> None:
     ids, vectors, queries = data
     _, expected = brute_force(queries, ids, vectors, 10)
-    index = VectorIndex(DIM, exact_max=SWITCH_AT, kind="pq", refine_factor=1)
+    index = VectorIndex(DIM, exact_max=SWITCH_AT, refine_factor=1)
     index.add(ids, vectors)
 
     def recall() -> float:
@@ -344,7 +343,7 @@ def test_pq_vectors_added_after_removals_are_found(removed: int) -> None:
     # 32 of 3 000 had been removed; the index encodes the rest again instead.
     vectors = unit(3_001, 16)
     ids = np.arange(3_001, dtype=np.int64)
-    index = VectorIndex(16, exact_max=500, kind="pq")
+    index = VectorIndex(16, exact_max=500)
     index.add(ids[:3_000], vectors[:3_000])
     assert index.remove(ids[: 2 * removed : 2]) == removed
     index.add(ids[3_000:], vectors[3_000:])

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from embeddings.clip_vit import Clip
-from embeddings.efficientnet import EfficientNetB4
 from embeddings.gate import prompts
+from embeddings.reference.clip_vit import Clip
+from embeddings.reference.efficientnet import EfficientNetB4
 
 pytestmark = pytest.mark.reference
 

@@ -8,7 +8,8 @@ language-image learning", CVPR 2023.
 
 Serving needs only the image tower, exported to ONNX; the text tower runs once, at export
 time, to embed the gate's prompts. open_clip is not imported for the same reason as timm
-(see `embeddings.efficientnet`); `tests/reference/` checks equality with open_clip's model.
+(see `embeddings.reference.efficientnet`); `tests/reference/` checks equality with
+open_clip's model.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embeddings.checkpoints import load_strict, read_state_dict
+from embeddings.reference.checkpoints import load_strict, read_state_dict
 
 __all__ = ["CONTEXT_LENGTH", "INPUT_SIZE", "Clip", "load_clip_checkpoint"]
 
@@ -140,7 +141,7 @@ def load_clip_checkpoint(path: Path) -> Clip:
     """The model of an open_clip ViT-B-32 checkpoint, in eval mode.
 
     Raises:
-        ModelFileError: see `embeddings.checkpoints.read_state_dict` and `load_strict`.
+        ModelFileError: see `embeddings.reference.checkpoints.read_state_dict` and `load_strict`.
     """
     net = Clip()
     load_strict(net, read_state_dict(path), path)

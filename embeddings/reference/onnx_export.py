@@ -19,12 +19,12 @@ import torch
 from torch import nn
 
 from embeddings.arcface import ARCFACE_MODEL, NETWORK_FILE
-from embeddings.clip_vit import CONTEXT_LENGTH, Clip
-from embeddings.clip_vit import INPUT_SIZE as CLIP_SIZE
-from embeddings.efficientnet import INPUT_SIZE as ARCFACE_SIZE
-from embeddings.efficientnet import ArcFaceNet
 from embeddings.gate import DEFAULT_THRESHOLD, GATE_MODEL, IMAGE_FILE, PROMPTS_FILE, prompts
 from embeddings.model_files import FileEntry, ModelCard, sha256_of, write_card
+from embeddings.reference.clip_vit import CONTEXT_LENGTH, Clip
+from embeddings.reference.clip_vit import INPUT_SIZE as CLIP_SIZE
+from embeddings.reference.efficientnet import INPUT_SIZE as ARCFACE_SIZE
+from embeddings.reference.efficientnet import ArcFaceNet
 
 __all__ = ["embed_prompts", "export_arcface", "export_clip_gate"]
 

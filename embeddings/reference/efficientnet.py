@@ -1,7 +1,7 @@
 """The ArcFace identification network in plain torch: EfficientNet-B4 + Linear(1792 -> 512).
 
 This is the reference implementation of the deep embedder; serving runs its ONNX export
-(`embeddings.onnx_models`) and never imports this module or torch.
+(`embeddings.arcface`, on `embeddings.onnx_runtime`) and never imports this module or torch.
 
 The module names reproduce two published layouts exactly, so real checkpoints load with
 `load_state_dict(strict=True)`:
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embeddings.checkpoints import load_strict, read_state_dict
 from embeddings.model_files import ModelFileError
+from embeddings.reference.checkpoints import load_strict, read_state_dict
 
 __all__ = [
     "ARC_CLASSES",
