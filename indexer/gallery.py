@@ -4,16 +4,20 @@
         gallery.enrol(photo, "w_1234", species="humpback_whale")
         answer = gallery.identify(query_photo)
 
-SQLite (`indexer.store`) holds every photo's label and features; the FAISS descriptor
-index and the score calibration are derived files under `<data_dir>/index/`, rebuilt
-from the database whenever they are missing, stale or made by other extractor settings.
-Enrolment writes SQLite first (durable when `enrol` returns) and then adds to the index
-in memory; the index file is rewritten by `save()`/`close()`, and a restart after a crash
-adds whatever the file lacks from the database.
+SQLite (`indexer.store`) holds every photo's label and features, and the photo files
+themselves are kept under `<data_dir>/photos/` (`indexer.photo_files`); the FAISS
+descriptor index and the score calibration are derived files under `<data_dir>/index/`,
+rebuilt from the database whenever they are missing, stale or made by other extractor
+settings. Enrolment writes the photo file first, then SQLite (both durable when `enrol`
+returns), then adds to the index in memory, so a crash never leaves a row without its
+file; a file whose row never committed is swept when the gallery opens. Deletions remove
+files after the row. The index file is rewritten by `save()`/`close()`, and a restart
+after a crash adds whatever the file lacks from the database.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,8 +29,9 @@ import faiss
 import msgspec
 import numpy as np
 
+from embeddings.images import load_photo
 from embeddings.keypoints import KeypointConfig, RootSiftExtractor
-from embeddings.photo import Photo
+from embeddings.photo import ImageError, Photo
 from embeddings.protocol import GlobalEmbedding, GlobalExtractor, LocalFeatures
 from indexer.calibration import Calibration, calibration_queries, fit_isotonic
 from indexer.centroids import CentroidRow
@@ -34,18 +39,23 @@ from indexer.config import EngineConfig
 from indexer.deep_search import DeepHit, DeepSearch
 from indexer.descriptor_index import DescriptorIndex
 from indexer.files import replacing
+from indexer.photo_files import PHOTOS_DIR, PhotoFiles
 from indexer.results import (
     Candidate,
     EnrolResult,
     Evidence,
     GalleryStats,
     Identification,
+    Reextraction,
+    Unextracted,
 )
 from indexer.scoring import image_scores, lnbnn_votes, one_per_keypoint, verify
 from indexer.store import (
     DATABASE_FILE,
     Conflict,
+    ImageRow,
     Individual,
+    InvalidInput,
     NewImage,
     NotFound,
     Store,
@@ -68,6 +78,9 @@ _RANSAC_TOLERANCE = 0.03
 # conservative guess from the development sets, where true matches mostly verify above
 # 1000).
 _UNFITTED_HALF_VERIFIED = 300.0
+# Stored photos were accepted when enrolled; re-extraction decodes them under a generous
+# limit rather than the upload limit of the day.
+_REEXTRACT_MAX_PIXELS = 200_000_000
 
 
 class IndexState(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,8 +121,10 @@ class Gallery:
         extractor: RootSiftExtractor,
         engine: EngineConfig,
         embedder: GlobalExtractor | None = None,
+        photos: PhotoFiles | None = None,
     ) -> None:
         self.store = store
+        self.photos = photos or PhotoFiles(index_dir.parent / PHOTOS_DIR)
         self.extractor = extractor
         self.engine = engine
         self.embedder = embedder
@@ -156,7 +171,11 @@ class Gallery:
                 RootSiftExtractor(features),
                 engine,
                 embedder,
+                PhotoFiles(data_dir / PHOTOS_DIR),
             )
+            # Files whose row never committed (a crash between the two writes).
+            with gallery.photos.removing():
+                gallery.photos.sweep(store.image_shas())
             gallery._load(progress)
         except BaseException:
             store.close()
@@ -249,7 +268,18 @@ class Gallery:
                 content hash when not given.
             features: already extracted features of this photo (saves extracting twice).
         """
+        if photo.content and hashlib.sha256(photo.content).hexdigest() != photo.sha256:
+            raise InvalidInput("photo: content does not match its sha256")
         existing = self.store.image_by_sha256(photo.sha256)
+        if (
+            existing is not None
+            and photo.content
+            and (existing.file_bytes is None or not self.photos.has(photo.sha256))
+        ):
+            # Enrolled before photos were kept: keep it now.
+            with self.photos.adding():
+                self.photos.put(photo.content)
+                self.store.set_file(existing.id, len(photo.content), photo.format)
         if existing is not None and self._complete(existing.id):
             return EnrolResult(
                 image_id=existing.id, individual_id=existing.individual_id, created=False
@@ -282,14 +312,25 @@ class Gallery:
             taken_at=photo.taken_at,
             latitude=photo.latitude,
             longitude=photo.longitude,
+            file_bytes=len(photo.content) or None,
+            format=photo.format,
         )
         extracted: list[tuple[str, str, LocalFeatures | GlobalEmbedding]] = [
             (self.extractor.name, self.extractor.version, features)
         ]
         if embedding is not None and self.embedder is not None:
             extracted.append((self.embedder.name, self.embedder.version, embedding))
+        try:
+            with self.photos.adding():
+                if photo.content:
+                    self.photos.put(photo.content)  # durable before the row commits
+                with self._lock:
+                    image_id, created = self.store.add_image(record, species, extracted)
+        except BaseException:
+            if photo.content:
+                self._remove_files([photo.sha256])  # unless a row holds it
+            raise
         with self._lock:
-            image_id, created = self.store.add_image(record, species, extracted)
             if created:
                 self._index_new(image_id, individual_id, source_name, features)
                 if embedding is not None and self._deep is not None:
@@ -327,6 +368,45 @@ class Gallery:
             image_id, [(self.embedder.name, self.embedder.version, embedding)]
         ):
             self._deep.add(image_id, individual_id, embedding.vector)
+
+    def reextract(
+        self, progress: Progress | None = None, *, max_pixels: int = _REEXTRACT_MAX_PIXELS
+    ) -> Reextraction:
+        """Give every stored photo the features this gallery searches, extracted from
+        its stored file: after the extractor settings changed, or a deep model was
+        installed. They are searchable as each is stored; `rebuild` afterwards refits
+        the calibration.
+
+        Args:
+            progress: progress(done, total) over the photos lacking features.
+            max_pixels: largest photo decoded, as for `load_photo`.
+
+        Returns:
+            How many photos were given features, and each that could not be (no stored
+            file, or a file that does not decode), with the reason.
+        """
+        labels = self.store.image_labels()
+        with self._lock:
+            pending = sorted(i for i in labels if not self._complete(i))
+        extracted = 0
+        unextracted: list[Unextracted] = []
+        for done, image_id in enumerate(pending, start=1):
+            row = self.store.image(image_id)
+            if row is not None:
+                try:
+                    photo = load_photo(self.photos.read(row.sha256), max_pixels=max_pixels)
+                    # Adds what the stored photo lacks, as a repeated enrolment does.
+                    self.enrol(photo, row.individual_id, source_name=row.source_name)
+                    extracted += 1
+                except FileNotFoundError:
+                    unextracted.append(_unextracted(row, "no_file"))
+                except ImageError as exc:
+                    unextracted.append(_unextracted(row, f"{exc.reason}: {exc.message}"))
+            if progress is not None:
+                progress(done, len(pending))
+        return Reextraction(
+            extracted=extracted, current=len(labels) - len(pending), unextracted=unextracted
+        )
 
     def rebuild(self, progress: Progress | None = None) -> None:
         """Rebuild the indexes from the database and refit the calibrations."""
@@ -399,10 +479,12 @@ class Gallery:
             True if the photo existed.
         """
         with self._lock:
-            if not self.store.delete_image(image_id):
+            row = self.store.image(image_id)
+            if row is None or not self.store.delete_image(image_id):
                 return False
             self._forget([image_id])
-            return True
+        self._remove_files([row.sha256])
+        return True
 
     def delete_individual(self, individual_id: str) -> int:
         """Delete an individual with all its photos.
@@ -415,11 +497,13 @@ class Gallery:
         """
         with self._lock:
             image_ids = [i for i, e in self._entries.items() if e.individual_id == individual_id]
+            shas = [row.sha256 for row in self.store.images_of(individual_id)]
             deleted = self.store.delete_individual(individual_id)
             if self._deep is not None:
                 self._deep.forget_individual(individual_id)
             self._forget(image_ids)
-            return deleted
+        self._remove_files(shas)
+        return deleted
 
     def import_centroids(self, rows: Sequence[CentroidRow]) -> int:
         """Make `rows` the deep model's centroids, searchable beside enrolled photos.
@@ -438,6 +522,15 @@ class Gallery:
             self._deep.build()
             self._follow_epoch()
             return stored
+
+    def _remove_files(self, shas: Sequence[str]) -> None:
+        """Remove the photo files of rows already deleted (never of a row that exists:
+        another process may have enrolled the same photo meanwhile). Takes the file
+        store's lock, so the caller must not hold the gallery's."""
+        with self.photos.removing():
+            for sha in shas:
+                if self.store.image_by_sha256(sha) is None:
+                    self.photos.delete(sha)
 
     def _relabel(self, old_id: str, new_id: str) -> None:
         """Mirror a relabelling already committed to the database (caller holds the lock)."""
@@ -855,6 +948,12 @@ def _drop(
     distances = np.where(dropped, np.inf, distances)
     image_ids = np.where(dropped, -1, image_ids)
     return distances, image_ids, keypoints
+
+
+def _unextracted(row: ImageRow, reason: str) -> Unextracted:
+    return Unextracted(
+        image_id=row.id, individual_id=row.individual_id, source_name=row.source_name, reason=reason
+    )
 
 
 def _read_state(path: Path) -> IndexState | None:
