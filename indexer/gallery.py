@@ -876,8 +876,8 @@ class Gallery:
     def _fit_calibration(self) -> Calibration:
         """Query a sample of labelled gallery photos against the rest (leave-one-out).
 
-        Only upright features are stored (photos are not kept), so these queries are
-        never searched under roll hypotheses.
+        The queries are the stored upright features (decoding every photo file again
+        would be slow), so they are never searched under roll hypotheses.
         """
         labels = {image_id: entry.individual_id for image_id, entry in self._entries.items()}
         candidates = calibration_queries(labels, self.engine.calibration_queries)

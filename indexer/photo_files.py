@@ -142,7 +142,8 @@ class PhotoFiles:
             changed = False
             for entry in folder.iterdir():
                 name = entry.name
-                sha = name[:-4] if name.endswith(".jpg") and folder.parent.name == _THUMBNAILS else name
+                thumbnail = folder.parent.name == _THUMBNAILS and name.endswith(".jpg")
+                sha = name.removesuffix(".jpg") if thumbnail else name
                 orphan = _SHA256.fullmatch(sha) is not None and sha not in keep
                 if (orphan or name.endswith(_TMP_SUFFIX)) and entry.is_file():
                     entry.unlink(missing_ok=True)
