@@ -20,10 +20,27 @@ from PIL import Image
 
 from embeddings.photo import ImageError, Photo
 
-__all__ = ["ACCEPTED_FORMATS", "load_photo", "load_photo_file"]
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "MEDIA_TYPES",
+    "load_photo",
+    "load_photo_file",
+    "media_type",
+    "thumbnail_jpeg",
+]
 
 ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "HEIF")
 """Pillow format names `load_photo` decodes; anything else is `unsupported_format`."""
+
+MEDIA_TYPES: dict[str, str] = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+    "HEIF": "image/heif",
+}
+"""The media type of each of `ACCEPTED_FORMATS`."""
 
 _DEFAULT_MAX_PIXELS = 50_000_000
 
@@ -112,8 +129,9 @@ def load_photo(data: bytes, *, max_pixels: int = _DEFAULT_MAX_PIXELS) -> Photo:
 
     Returns:
         The photo: `(H, W, 3) uint8` C-contiguous RGB pixels with EXIF orientation
-        applied, the sha256 of `data`, the format name (one of `ACCEPTED_FORMATS`), and
-        the EXIF capture time and GPS position when present and well formed (else None).
+        applied, the sha256 of `data`, the format name (one of `ACCEPTED_FORMATS`), the
+        EXIF capture time and GPS position when present and well formed (else None), and
+        `data` itself (`Photo.content`).
 
     Raises:
         ImageError: "unsupported_format" for empty input, data that is not an image or
@@ -168,7 +186,76 @@ def load_photo(data: bytes, *, max_pixels: int = _DEFAULT_MAX_PIXELS) -> Photo:
             taken_at=_taken_at(exif),
             latitude=latitude,
             longitude=longitude,
+            content=bytes(data),
         )
+
+
+def media_type(data: bytes, format: str | None = None) -> str:
+    """The media type of a photo file: from its format name when known (`Photo.format`),
+    else from its header as Pillow reads it; "application/octet-stream" when neither
+    names an accepted format."""
+    if format is None:
+        _register_heif_opener()
+        try:
+            with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+                format = image.format
+        except _DECODE_ERRORS:
+            format = None
+    if format == "MPO":
+        format = "JPEG"
+    return MEDIA_TYPES.get(format or "", "application/octet-stream")
+
+
+def thumbnail_jpeg(data: bytes, size: int, *, max_pixels: int = _DEFAULT_MAX_PIXELS) -> bytes:
+    """A JPEG thumbnail of a photo file: EXIF orientation applied, long side `size`.
+
+    A photo already smaller than `size` is not enlarged. JPEGs are decoded at a reduced
+    scale (Pillow's draft mode), so a thumbnail of a large frame is cheap.
+
+    Args:
+        data: the photo file's bytes (any of `ACCEPTED_FORMATS`).
+        size: the long side in pixels (>= 1).
+        max_pixels: largest accepted width * height, checked before decoding.
+
+    Returns:
+        The thumbnail's JPEG bytes.
+
+    Raises:
+        ValueError: `size` < 1.
+        ImageError: as `load_photo` for data it cannot decode.
+    """
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    _register_heif_opener()
+    try:
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _pillow_bomb_error(exc, max_pixels) from exc
+    except _DECODE_ERRORS as exc:
+        raise _unopenable(data) from exc
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError(
+                "too_large",
+                f"image is {width}x{height} = {width * height} pixels, "
+                f"above the limit of {max_pixels} pixels",
+            )
+        exif = _read_exif(image)
+        try:
+            image.draft("RGB", (size, size))
+            pixels = _to_rgb_array(_apply_orientation(image, exif))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _pillow_bomb_error(exc, max_pixels) from exc
+        except _DECODE_ERRORS as exc:
+            raise ImageError(
+                "corrupted_image", f"{image.format} image cannot be decoded: {exc}"
+            ) from exc
+    small = Image.fromarray(pixels)
+    small.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
 
 
 def _pillow_bomb_error(exc: Exception, max_pixels: int) -> ImageError:

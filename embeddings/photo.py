@@ -29,6 +29,9 @@ class Photo(msgspec.Struct, frozen=True, kw_only=True):
         taken_at: EXIF DateTimeOriginal as ISO 8601 ("2019-07-04T13:05:00"), if present.
         latitude: EXIF GPS latitude in decimal degrees (south negative), if present.
         longitude: EXIF GPS longitude in decimal degrees (west negative), if present.
+        content: the file's original bytes, as decoded (set by `load_photo`), so that a
+            gallery can keep the photo; empty when the photo was made from pixels alone,
+            in which case nothing but its features can be stored.
     """
 
     pixels: np.ndarray
@@ -37,6 +40,7 @@ class Photo(msgspec.Struct, frozen=True, kw_only=True):
     taken_at: str | None = None
     latitude: float | None = None
     longitude: float | None = None
+    content: bytes = b""
 
     @property
     def width(self) -> int:

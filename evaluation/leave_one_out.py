@@ -134,7 +134,8 @@ def evaluate(
             for entry in labelled:
                 done += 1
                 try:
-                    photo = load_photo_file(entry.path)
+                    # Pixels only: the temporary gallery need not copy the data set's files.
+                    photo = msgspec.structs.replace(load_photo_file(entry.path), content=b"")
                 except ImageError as error:
                     unreadable.append(f"{entry.path}: {error.reason}")
                     continue

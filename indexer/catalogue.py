@@ -1,22 +1,29 @@
 """The catalogue as its users see it: individuals and their photos, read and changed.
 
 Each change is one committed database write; the searches follow it (`indexer.follower`),
-here at once and in any other process on its next answer.
+here at once and in any other process on its next answer. Photo files are kept under
+`<data_dir>/photos/` (`indexer.photo_files`): enrolment writes the file before the row
+commits, so a crash never leaves a row without its file (a file whose row never committed
+is swept when the gallery opens), and deletions remove files after the row.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
+from embeddings.images import load_photo
 from embeddings.keypoints import RootSiftExtractor
-from embeddings.photo import Photo
+from embeddings.photo import ImageError, Photo
 from embeddings.protocol import GlobalEmbedding, GlobalExtractor, LocalFeatures
 from indexer.centroids import CentroidRow
-from indexer.results import EnrolResult
+from indexer.photo_files import PhotoFiles
+from indexer.results import EnrolResult, Progress, Reextraction, Unextracted
 from indexer.store import (
     Conflict,
     ImageRow,
     Individual,
+    InvalidInput,
     NewImage,
     NotFound,
     Store,
@@ -25,12 +32,17 @@ from indexer.store import (
 
 __all__ = ["Catalogue"]
 
+# Stored photos were accepted when enrolled; re-extraction decodes them under a generous
+# limit rather than the upload limit of the day.
+_REEXTRACT_MAX_PIXELS = 200_000_000
+
 
 class Catalogue:
     """Reads and writes of the catalogue.
 
     Args:
         store: the database.
+        photos: the photo files.
         extractor: the local-feature extractor of enrolled photos.
         embedder: the deep embedder, if a model is loaded.
         changed: called after every committed change (the follower's `catch_up`).
@@ -39,11 +51,13 @@ class Catalogue:
     def __init__(
         self,
         store: Store,
+        photos: PhotoFiles,
         extractor: RootSiftExtractor,
         embedder: GlobalExtractor | None,
         changed: Callable[[], None],
     ) -> None:
         self.store = store
+        self.photos = photos
         self.extractor = extractor
         self.embedder = embedder
         self._changed = changed
@@ -90,7 +104,18 @@ class Catalogue:
                 content hash when not given.
             features: already extracted features of this photo (saves extracting twice).
         """
+        if photo.content and hashlib.sha256(photo.content).hexdigest() != photo.sha256:
+            raise InvalidInput("photo: content does not match its sha256")
         existing = self.store.image_by_sha256(photo.sha256)
+        if (
+            existing is not None
+            and photo.content
+            and (existing.file_bytes is None or not self.photos.has(photo.sha256))
+        ):
+            # Enrolled before photos were kept: keep it now.
+            with self.photos.adding():
+                self.photos.put(photo.content)
+                self.store.set_file(existing.id, len(photo.content), photo.format)
         wanted = self._missing(existing.id if existing else None)
         if not wanted:
             assert existing is not None
@@ -125,8 +150,18 @@ class Catalogue:
             taken_at=photo.taken_at,
             latitude=photo.latitude,
             longitude=photo.longitude,
+            file_bytes=len(photo.content) or None,
+            format=photo.format,
         )
-        image_id, created = self.store.add_image(record, species, extracted)
+        try:
+            with self.photos.adding():
+                if photo.content:
+                    self.photos.put(photo.content)  # durable before the row commits
+                image_id, created = self.store.add_image(record, species, extracted)
+        except BaseException:
+            if photo.content:
+                self._remove_files([photo.sha256])  # unless a row holds it
+            raise
         self._changed()
         if not created:  # stored by another writer between the two calls
             stored = self.store.image(image_id)
@@ -200,9 +235,12 @@ class Catalogue:
         Returns:
             True if the photo existed.
         """
-        deleted = self.store.delete_image(image_id)
+        row = self.store.image(image_id)
+        if row is None or not self.store.delete_image(image_id):
+            return False
         self._changed()
-        return deleted
+        self._remove_files([row.sha256])
+        return True
 
     def delete_individual(self, individual_id: str) -> int:
         """Delete an individual with all its photos.
@@ -213,8 +251,10 @@ class Catalogue:
         Raises:
             NotFound: no such individual.
         """
+        shas = [row.sha256 for row in self.store.images_of(individual_id)]
         deleted = self.store.delete_individual(individual_id)
         self._changed()
+        self._remove_files(shas)
         return deleted
 
     def import_centroids(self, rows: Sequence[CentroidRow]) -> int:
@@ -232,3 +272,52 @@ class Catalogue:
         stored = self.store.replace_centroids(self.embedder.name, self.embedder.version, rows)
         self._changed()
         return stored
+
+    def reextract(self, progress: Progress | None = None) -> Reextraction:
+        """Give every stored photo the features searched now, extracted from its stored
+        file: after the extractor settings changed, or a deep model was installed.
+
+        Args:
+            progress: progress(done, total) over the photos lacking features.
+
+        Returns:
+            How many photos were given features, and each that could not be (no stored
+            file, or a file that does not decode), with the reason.
+        """
+        labels = self.store.image_labels()
+        pending = sorted(i for i in labels if self._missing(i))
+        extracted = 0
+        unextracted: list[Unextracted] = []
+        for done, image_id in enumerate(pending, start=1):
+            row = self.store.image(image_id)
+            if row is not None:
+                try:
+                    photo = load_photo(
+                        self.photos.read(row.sha256), max_pixels=_REEXTRACT_MAX_PIXELS
+                    )
+                    # Adds what the stored photo lacks, as a repeated enrolment does.
+                    self.enrol(photo, row.individual_id, source_name=row.source_name)
+                    extracted += 1
+                except FileNotFoundError:
+                    unextracted.append(_unextracted(row, "no_file"))
+                except ImageError as exc:
+                    unextracted.append(_unextracted(row, f"{exc.reason}: {exc.message}"))
+            if progress is not None:
+                progress(done, len(pending))
+        return Reextraction(
+            extracted=extracted, current=len(labels) - len(pending), unextracted=unextracted
+        )
+
+    def _remove_files(self, shas: Sequence[str]) -> None:
+        """Remove the photo files of rows already deleted (never of a row that exists:
+        another process may have enrolled the same photo meanwhile)."""
+        with self.photos.removing():
+            for sha in shas:
+                if self.store.image_by_sha256(sha) is None:
+                    self.photos.delete(sha)
+
+
+def _unextracted(row: ImageRow, reason: str) -> Unextracted:
+    return Unextracted(
+        image_id=row.id, individual_id=row.individual_id, source_name=row.source_name, reason=reason
+    )

@@ -9,19 +9,14 @@ answering, a reader calls `catch_up`, which costs one small query when nothing c
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-
 from embeddings.protocol import GlobalEmbedding, LocalFeatures
 from indexer.deep_search import DeepSearch
 from indexer.descriptor_index import DescriptorIndex
 from indexer.local_search import LocalSearch
+from indexer.results import Progress
 from indexer.store import Store
 
 __all__ = ["Follower", "Progress"]
-
-Progress = Callable[[int, int], None]
-"""progress(done, total), called as long work advances."""
-
 
 class Follower:
     """Applies committed database changes to the local (and deep) search.

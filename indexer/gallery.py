@@ -5,7 +5,8 @@ and identification pipeline over them.
         gallery.catalogue.enrol(photo, "w_1234", species="humpback_whale")
         answer = gallery.pipeline.identify_photo(query_photo)
 
-SQLite (`indexer.store`) holds every photo's label and features. The descriptor index is
+SQLite (`indexer.store`) holds every photo's label and features, and `<data_dir>/photos/`
+the photo files (see `indexer.catalogue`). The descriptor index is
 saved under `<data_dir>/index/` (`indexer.index_files`) so that a restart need not
 rebuild it; opening resumes from the saved index and catches up with whatever was
 committed since, by any process (`indexer.follower`). A missing, damaged or foreign
@@ -26,12 +27,13 @@ from indexer.catalogue import Catalogue
 from indexer.config import EngineConfig
 from indexer.decision import Calibrations
 from indexer.deep_search import DeepSearch
-from indexer.follower import Follower, Progress
+from indexer.follower import Follower
 from indexer.index_files import IndexState, load_index, save_index
 from indexer.local_search import LocalSearch, SearchParameters
+from indexer.photo_files import PHOTOS_DIR, PhotoFiles
 from indexer.pipeline import DeepSearchStage, Gate, GateStage, LocalSearchStage, Pipeline, Stage
 from indexer.refit import fit_calibrations, fit_deep
-from indexer.results import GalleryStats
+from indexer.results import GalleryStats, Progress
 from indexer.store import DATABASE_FILE, Store
 
 __all__ = ["Gallery", "Progress"]
@@ -70,7 +72,10 @@ class Gallery:
         )
         self.follower = Follower(store, self._extractor_key, self.local, self.deep)
         self.calibrations = Calibrations()
-        self.catalogue = Catalogue(store, extractor, embedder, self.follower.catch_up)
+        self.photos = PhotoFiles(index_dir.parent / PHOTOS_DIR)
+        self.catalogue = Catalogue(
+            store, self.photos, extractor, embedder, self.follower.catch_up
+        )
         stages: list[Stage] = []
         models: list[str] = []
         if gate is not None:
@@ -132,6 +137,9 @@ class Gallery:
                 gate=gate,
                 max_pixels=max_pixels,
             )
+            # Files whose row never committed (a crash between the two writes).
+            with gallery.photos.removing():
+                gallery.photos.sweep(store.image_shas())
             gallery._load(progress)
         except BaseException:
             store.close()

@@ -3,9 +3,13 @@ evaluation all receive from `indexer.pipeline`. New fields go last, with default
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import msgspec
+
+Progress = Callable[[int, int], None]
+"""progress(done, total), called as long work advances."""
 
 MAX_TOP_K = 50
 """Most candidates one answer may ask for."""
@@ -120,4 +124,27 @@ class GalleryStats(msgspec.Struct, frozen=True, kw_only=True):
     """Individuals' deep-model centroids (imported ArcFace class weights)."""
     stored_images: int = 0
     """Photos in the database. More than `images` after the extractor settings changed:
-    the others must be enrolled again from their files to become searchable."""
+    `Gallery.reextract` (`whaleid index rebuild`) extracts the others' features from
+    their stored files; photos enrolled before files were kept must be enrolled again."""
+
+
+class Unextracted(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored photo `Gallery.reextract` could not give features."""
+
+    image_id: int
+    individual_id: str
+    source_name: str
+    reason: str
+    """"no_file" (enrolled before photo files were kept: enrol the file again), or why
+    the stored file could not be decoded."""
+
+
+class Reextraction(msgspec.Struct, frozen=True, kw_only=True):
+    """What `Gallery.reextract` did."""
+
+    extracted: int
+    """Photos given features (or embeddings) from their stored files."""
+    current: int
+    """Photos that already had every kind of features searched."""
+    unextracted: list[Unextracted] = []
+    """Photos left unsearchable, with the reason; never silently dropped."""

@@ -42,7 +42,7 @@ __all__ = [
     "StoreError",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DATABASE_FILE = "whaleid.sqlite3"
 """The database's file name inside a data folder."""
 """Stored in `PRAGMA user_version`; bump it with a migration when the schema changes."""
@@ -117,6 +117,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         """,
         "CREATE INDEX centroids_model ON centroids(model, version, id)",
     ),
+    # The photo files are kept (indexer.photo_files): the stored file's size and the
+    # decoder's format name. NULL: no file stored (enrolled before photos were kept, or
+    # from pixels alone).
+    3: (
+        "ALTER TABLE images ADD COLUMN file_bytes INTEGER",
+        "ALTER TABLE images ADD COLUMN format TEXT",
+    ),
 }
 
 
@@ -155,7 +162,14 @@ class Individual(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ImageRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One stored photo (the pixels are not stored, only their features)."""
+    """One stored photo's record.
+
+    Attributes:
+        file_bytes: the size of the stored photo file (`indexer.photo_files`); None
+            when no file is stored (enrolled before photos were kept, or from pixels
+            alone): only its features are.
+        format: the decoder's format name ("JPEG", "PNG", ...), when known.
+    """
 
     id: int
     sha256: str
@@ -167,6 +181,8 @@ class ImageRow(msgspec.Struct, frozen=True, kw_only=True):
     latitude: float | None
     longitude: float | None
     created_at: str
+    file_bytes: int | None = None
+    format: str | None = None
 
 
 class NewImage(msgspec.Struct, frozen=True, kw_only=True):
@@ -181,6 +197,8 @@ class NewImage(msgspec.Struct, frozen=True, kw_only=True):
         taken_at: ISO 8601 capture time, if known.
         latitude: decimal degrees, south negative, if known.
         longitude: decimal degrees, west negative, if known.
+        file_bytes: the size of the photo file stored for it, if one is.
+        format: the decoder's format name, e.g. "JPEG".
     """
 
     sha256: str
@@ -191,6 +209,8 @@ class NewImage(msgspec.Struct, frozen=True, kw_only=True):
     taken_at: str | None = None
     latitude: float | None = None
     longitude: float | None = None
+    file_bytes: int | None = None
+    format: str | None = None
 
 
 class FeatureRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -211,7 +231,7 @@ FeatureInput = tuple[str, str, LocalFeatures | GlobalEmbedding]
 
 _IMAGE_COLUMNS = (
     "id, sha256, source_name, individual_id, width, height, taken_at, latitude, longitude,"
-    " created_at"
+    " created_at, file_bytes, format"
 )
 _INDIVIDUAL_SELECT = (
     "SELECT i.id, i.species, i.name, i.created_at,"
@@ -341,7 +361,8 @@ class Store:
                     (species, image.individual_id),
                 )
             cur = conn.execute(
-                f"INSERT INTO images({_IMAGE_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO images({_IMAGE_COLUMNS})"
+                " VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     image.sha256,
                     image.source_name,
@@ -352,6 +373,8 @@ class Store:
                     image.latitude,
                     image.longitude,
                     now,
+                    image.file_bytes,
+                    image.format,
                 ),
             )
             image_id = int(cur.lastrowid)  # type: ignore[arg-type]
@@ -416,6 +439,29 @@ class Store:
                 (individual_id,),
             ).fetchall()
         return [_image_row(r) for r in rows]
+
+    def set_file(self, image_id: int, file_bytes: int, format: str | None) -> bool:
+        """Record that the photo's file is now stored (a photo enrolled before photos
+        were kept, enrolled again).
+
+        Returns:
+            True if the image exists.
+        """
+        _check_image_id(image_id)
+        _check_file_bytes(file_bytes)
+        _check_optional_text("format", format)
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE images SET file_bytes = ?, format = COALESCE(?, format) WHERE id = ?",
+                (file_bytes, format, image_id),
+            )
+        return cur.rowcount > 0
+
+    def image_shas(self) -> set[str]:
+        """The sha256 of every stored image."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT sha256 FROM images").fetchall()
+        return {str(r[0]) for r in rows}
 
     def image_labels(self) -> dict[int, str]:
         """Every image id mapped to its individual id."""
@@ -832,6 +878,8 @@ def _image_row(row: tuple) -> ImageRow:
         latitude=row[7],
         longitude=row[8],
         created_at=row[9],
+        file_bytes=row[10],
+        format=row[11],
     )
 
 
@@ -885,6 +933,11 @@ def _check_individual_id(field: str, value: object) -> None:
         raise InvalidInput(f"{field}: must not contain '/', got {value!r}")
 
 
+def _check_file_bytes(value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidInput(f"file_bytes: expected a positive int or None, got {value!r}")
+
+
 def _check_optional_text(field: str, value: object) -> None:
     if value is not None and not isinstance(value, str):
         raise InvalidInput(f"{field}: expected str or None, got {type(value).__name__}")
@@ -902,6 +955,8 @@ def _check_new_image(image: NewImage) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidInput(f"{field}: expected a positive int, got {value!r}")
     _check_optional_text("taken_at", image.taken_at)
+    _check_file_bytes(image.file_bytes)
+    _check_optional_text("format", image.format)
     for field, bound in (("latitude", 90.0), ("longitude", 180.0)):
         value = getattr(image, field)
         if value is None:

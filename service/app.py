@@ -140,6 +140,8 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> Litest
             catalogue.delete_individual,
             catalogue.add_images,
             catalogue.get_image,
+            catalogue.get_image_file,
+            catalogue.get_image_thumbnail,
             catalogue.delete_image,
             catalogue.review,
         ],

@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
 
 __all__ = ["main"]
 
+# Photos named in a summary line; the rest are counted.
+_SHOWN = 5
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Rejections that mean the file itself is unusable (exit 1), unlike an answer about the
 # photo's content (no cetacean, too little texture).
@@ -157,9 +159,28 @@ def _identify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    """Rebuild the derived search index from the database."""
-    with _gallery(settings) as gallery, _progress("rebuild", "image") as progress:
-        gallery.rebuild(progress=progress)
+    """Give stored photos the features of the current extractor settings and models,
+    from their stored files, then rebuild the derived search index from the database."""
+    with _gallery(settings) as gallery:
+        with _progress("re-extract", "photo") as progress:
+            done = gallery.catalogue.reextract(progress)
+        with _progress("rebuild", "image") as progress:
+            gallery.rebuild(progress=progress)
+    if done.extracted:
+        print(f"features extracted from {done.extracted} stored photos")
+    missing = [u for u in done.unextracted if u.reason == "no_file"]
+    failed = [u for u in done.unextracted if u.reason != "no_file"]
+    if missing:
+        shown = ", ".join(f"{u.image_id} ({u.source_name})" for u in missing[:_SHOWN])
+        more = f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""
+        print(
+            f"{len(missing)} photos have no stored file (enrolled before photo files were"
+            f" kept) and stay unsearchable until their files are enrolled again: image"
+            f" {shown}{more}",
+            file=sys.stderr,
+        )
+    for item in failed:
+        print(f"failed: image {item.image_id} ({item.source_name}): {item.reason}", file=sys.stderr)
     print(f"index rebuilt in {settings.data_dir}")
     return EXIT_OK
 
@@ -260,19 +281,28 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
     if stats.images < stats.stored_images:
         print(
             f"{stats.stored_images - stats.images} photos have no features of the current"
-            " extractor settings; enrol their files again to make them searchable"
+            " extractor settings; `whaleid index rebuild` extracts them from the stored"
+            " photo files"
         )
     return EXIT_OK
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     """Write every sighting as CSV or a Darwin Core occurrence table."""
-    from indexer.export import darwin_core_csv, iter_sightings, sightings_csv
     from indexer.files import replacing
+    from indexer.sightings import darwin_core_csv, iter_sightings, sightings_csv
 
-    writer = darwin_core_csv if args.format == "dwc" else sightings_csv
+    media_url = None
+    if args.base_url is not None:
+        from service.routes.catalogue import IMAGE_FILE_PATH
+
+        media_url = args.base_url.rstrip("/") + IMAGE_FILE_PATH
     with _open_store(settings) as store:
-        rows = writer(iter_sightings(store, args.species))
+        sightings = iter_sightings(store, args.species)
+        if args.format == "dwc":
+            rows = darwin_core_csv(sightings, media_url=media_url)
+        else:
+            rows = sightings_csv(sightings)
         if args.out is None:
             sys.stdout.writelines(rows)
         else:
@@ -523,7 +553,13 @@ def _parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="manage the search index")
     index_commands = index.add_subparsers(title="index commands", metavar="COMMAND", required=True)
     rebuild = index_commands.add_parser(
-        "rebuild", parents=[common], help="rebuild the index from the database"
+        "rebuild",
+        parents=[common],
+        help="re-extract missing features from the stored photos and rebuild the index",
+        description="Give every stored photo the features of the current [features]"
+        " settings and installed models, extracted from its stored file, then rebuild the"
+        " search index and refit the calibration. Photos enrolled before photo files were"
+        " kept are reported: enrol their files again.",
     )
     rebuild.set_defaults(command=_rebuild)
     centroids = index_commands.add_parser(
@@ -568,6 +604,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "dwc"), default="csv")
     export.add_argument("--species", help="only individuals of this species")
     export.add_argument("--out", type=Path, metavar="FILE", help="write here (default: stdout)")
+    export.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the address `whaleid serve` is reached at, e.g. https://whaleid.example.org:"
+        " Darwin Core associatedMedia then links each stored photo file there (without it,"
+        " associatedMedia is empty)",
+    )
     export.set_defaults(command=_export)
 
     individual = commands.add_parser(

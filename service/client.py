@@ -211,6 +211,19 @@ def _image(image_id: int) -> _Call:
     return _Call(method="GET", path=f"/v1/images/{int(image_id)}", retry=True)
 
 
+def _image_file(image_id: int) -> _Call:
+    return _Call(method="GET", path=f"/v1/images/{int(image_id)}/file", retry=True)
+
+
+def _thumbnail(image_id: int, size: int | None) -> _Call:
+    return _Call(
+        method="GET",
+        path=f"/v1/images/{int(image_id)}/thumbnail",
+        retry=True,
+        params=_present(size=size),
+    )
+
+
 def _delete_image(image_id: int) -> _Call:
     return _Call(method="DELETE", path=f"/v1/images/{int(image_id)}", retry=True)
 
@@ -580,6 +593,16 @@ class WhaleIdClient:
         """One stored photo's record."""
         return _decode(self._send(_image(image_id)), ImageRow)
 
+    def image_file(self, image_id: int) -> bytes:
+        """The stored photo's original file, byte for byte (404 "not_found" for a photo
+        enrolled before photo files were kept)."""
+        return self._send(_image_file(image_id)).content
+
+    def thumbnail(self, image_id: int, size: int | None = None) -> bytes:
+        """A JPEG thumbnail of the stored photo, long side `size` (16-1024; the
+        service's default 256 when None)."""
+        return self._send(_thumbnail(image_id, size)).content
+
     def delete_image(self, image_id: int) -> None:
         """Delete one photo; its individual stays."""
         self._send(_delete_image(image_id))
@@ -777,6 +800,14 @@ class AsyncWhaleIdClient:
     async def image(self, image_id: int) -> ImageRow:
         """See `WhaleIdClient.image`."""
         return _decode(await self._send(_image(image_id)), ImageRow)
+
+    async def image_file(self, image_id: int) -> bytes:
+        """See `WhaleIdClient.image_file`."""
+        return (await self._send(_image_file(image_id))).content
+
+    async def thumbnail(self, image_id: int, size: int | None = None) -> bytes:
+        """See `WhaleIdClient.thumbnail`."""
+        return (await self._send(_thumbnail(image_id, size))).content
 
     async def delete_image(self, image_id: int) -> None:
         """See `WhaleIdClient.delete_image`."""

@@ -11,15 +11,17 @@ from functools import partial
 from http import HTTPStatus
 from typing import Annotated
 
-from litestar import Response, delete, get, patch, post
+from litestar import Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, FromPath, FromQuery, JSONBody, Parameter
 
-from embeddings.images import load_photo
+from embeddings.images import load_photo, media_type
+from indexer.photo_files import THUMBNAIL_SIZES
 from indexer.results import EnrolResult
 from indexer.store import ImageRow, Individual, NotFound
-from service.errors import BadRequest, PayloadTooLarge
+from service.errors import BadRequest, ErrorBody, PayloadTooLarge
 from service.runtime import Runtime, file_name
 from service.schemas import (
     DeleteResult,
@@ -42,6 +44,8 @@ __all__ = [
     "delete_individual",
     "enrol",
     "get_image",
+    "get_image_file",
+    "get_image_thumbnail",
     "get_individual",
     "list_individuals",
     "merge_individual",
@@ -51,6 +55,19 @@ __all__ = [
 
 MAX_PAGE = 500
 MAX_PHOTOS_PER_REQUEST = 100
+IMAGE_FILE_PATH = "/v1/images/{image_id}/file"
+"""Where a stored photo's file is served (`{image_id}` to fill in)."""
+
+# A photo file never changes under its URL: its content is its sha256, and a deleted
+# image's id is never reused.
+_IMMUTABLE = "private, max-age=31536000, immutable"
+_FILE_RESPONSES = {
+    304: ResponseSpec(None, description="Not modified: the `If-None-Match` ETag matches"),
+    404: ResponseSpec(
+        ErrorBody,
+        description="No such image, or it was enrolled before photo files were kept",
+    ),
+}
 
 
 @post("/v1/enrol")
@@ -169,11 +186,71 @@ async def add_images(
 
 @get("/v1/images/{image_id:int}")
 async def get_image(image_id: FromPath[int], runtime: NamedDependency[Runtime]) -> ImageRow:
-    """One stored photo's record (the pixels are not stored)."""
+    """One stored photo's record (`file_bytes` is null when its file is not kept)."""
     row = await runtime.run(partial(runtime.catalogue.image, image_id))
     if row is None:
         raise NotFound(f"image {image_id} not found")
     return row
+
+
+@get(
+    "/v1/images/{image_id:int}/file",
+    media_type="image/*",
+    responses=_FILE_RESPONSES,
+    opt={"read": True},
+)
+async def get_image_file(
+    request: Request, image_id: FromPath[int], runtime: NamedDependency[Runtime]
+) -> Response[bytes]:
+    """The stored photo's original file, byte for byte, with its media type.
+
+    Cached for good (`ETag` is the quoted sha256; `If-None-Match` answers 304). 404 for
+    an unknown image and for one enrolled before photo files were kept.
+    """
+    row = await runtime.run(partial(_stored_image, runtime, image_id))
+    etag = f'"{row.sha256}"'
+    if _matches(request.headers.get("if-none-match"), etag):
+        return _not_modified(etag)
+    content = await runtime.run(partial(_read_file, runtime, row))
+    return Response(
+        content,
+        media_type=media_type(content, row.format),
+        headers={"ETag": etag, "Cache-Control": _IMMUTABLE},
+    )
+
+
+@get(
+    "/v1/images/{image_id:int}/thumbnail",
+    media_type="image/jpeg",
+    responses={
+        **_FILE_RESPONSES,
+        400: ResponseSpec(ErrorBody, description="`size` out of range"),
+    },
+    opt={"read": True},
+)
+async def get_image_thumbnail(
+    request: Request,
+    image_id: FromPath[int],
+    runtime: NamedDependency[Runtime],
+    size: Annotated[
+        int,
+        Parameter(
+            ge=THUMBNAIL_SIZES.start,
+            le=THUMBNAIL_SIZES.stop - 1,
+            description="long side in pixels (a smaller photo is not enlarged)",
+        ),
+    ] = 256,
+) -> Response[bytes]:
+    """A JPEG thumbnail of the stored photo (EXIF orientation applied), made once and
+    cached; the same caching headers as the file, with an ETag that names the size."""
+    row = await runtime.run(partial(_stored_image, runtime, image_id))
+    etag = f'"{row.sha256}-{size}"'
+    if _matches(request.headers.get("if-none-match"), etag):
+        return _not_modified(etag)
+    content = await runtime.run(partial(_thumbnail, runtime, row, size))
+    return Response(
+        content, media_type="image/jpeg", headers={"ETag": etag, "Cache-Control": _IMMUTABLE}
+    )
 
 
 @delete("/v1/images/{image_id:int}", status_code=HTTPStatus.NO_CONTENT)
@@ -206,6 +283,53 @@ def _enrol(
 ) -> EnrolResult:
     photo = load_photo(content, max_pixels=runtime.settings.max_image_pixels)
     return runtime.catalogue.enrol(photo, individual_id, species=species, source_name=name)
+
+
+def _stored_image(runtime: Runtime, image_id: int) -> ImageRow:
+    """The image's record, if its file is stored; NotFound otherwise."""
+    row = runtime.catalogue.image(image_id)
+    if row is None:
+        raise NotFound(f"image {image_id} not found")
+    if not runtime.catalogue.photos.has(row.sha256):
+        raise NotFound(_no_file(image_id))
+    return row
+
+
+def _read_file(runtime: Runtime, row: ImageRow) -> bytes:
+    try:
+        return runtime.catalogue.photos.read(row.sha256)
+    except FileNotFoundError:  # deleted since it was looked up
+        raise NotFound(_no_file(row.id)) from None
+
+
+def _thumbnail(runtime: Runtime, row: ImageRow, size: int) -> bytes:
+    try:
+        return runtime.catalogue.photos.thumbnail(row.sha256, size)
+    except FileNotFoundError:
+        raise NotFound(_no_file(row.id)) from None
+
+
+def _no_file(image_id: int) -> str:
+    return (
+        f"image {image_id} has no stored file: it was enrolled before photo files were"
+        " kept (enrol the photo again to keep it)"
+    )
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an `If-None-Match` header names `etag` (weak comparison, RFC 9110 13.1.2)."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return "*" in tags or any(tag.removeprefix("W/") == etag for tag in tags)
+
+
+def _not_modified(etag: str) -> Response[bytes]:
+    return Response(
+        b"",
+        status_code=int(HTTPStatus.NOT_MODIFIED),
+        headers={"ETag": etag, "Cache-Control": _IMMUTABLE},
+    )
 
 
 def _detail(runtime: Runtime, individual_id: str) -> IndividualDetail:

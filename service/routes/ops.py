@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Literal
 
 import anyio.to_thread
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Stream
 
-from indexer.export import darwin_core_csv, iter_sightings, sightings_csv
+from indexer.sightings import darwin_core_csv, iter_sightings, sightings_csv
 from service.metrics import CONTENT_TYPE
+from service.routes.catalogue import IMAGE_FILE_PATH
 from service.runtime import Runtime
 from service.schemas import HealthResponse, ReadyResponse
 
@@ -68,15 +69,21 @@ async def metrics(runtime: NamedDependency[Runtime]) -> Response[str]:
 
 @get("/v1/export")
 async def export(
+    request: Request,
     runtime: NamedDependency[Runtime],
     format: FromQuery[Literal["csv", "dwc"]] = "csv",
     species: FromQuery[str | None] = None,
 ) -> Stream:
     """Every sighting (stored photo) as CSV, or as a Darwin Core occurrence table
     (`format=dwc`) for GBIF/OBIS; optionally of one species. Streamed, so a large
-    catalogue never sits whole in memory."""
-    writer = darwin_core_csv if format == "dwc" else sightings_csv
-    rows = writer(iter_sightings(runtime.gallery.store, species))
+    catalogue never sits whole in memory. Darwin Core's associatedMedia is the URL of
+    the stored photo file under the address this request was sent to."""
+    sightings = iter_sightings(runtime.catalogue.store, species)
+    if format == "dwc":
+        media_url = str(request.base_url).rstrip("/") + IMAGE_FILE_PATH
+        rows = darwin_core_csv(sightings, media_url=media_url)
+    else:
+        rows = sightings_csv(sightings)
     filename = "occurrences.csv" if format == "dwc" else "sightings.csv"
     return Stream(
         _in_chunks(rows),

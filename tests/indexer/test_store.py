@@ -24,6 +24,7 @@ from indexer.store import (
     SCHEMA_VERSION,
     Conflict,
     FeatureRow,
+    Individual,
     InvalidInput,
     NewImage,
     NotFound,
@@ -893,19 +894,101 @@ def test_centroids_follow_renames_merges_and_deletes(store: Store) -> None:
     assert store.individual("a2") is None
 
 
-def test_a_version_1_database_is_migrated_keeping_its_rows(db_path: Path) -> None:
-    with Store.open(db_path) as store:
-        image_id, _ = store.add_image(new_image(1), None, [(*LOCAL, local(5))])
-    conn = sqlite3.connect(db_path)
-    conn.execute("DROP TABLE centroids")
-    conn.execute("PRAGMA user_version = 1")
+# The schema as versions 1 and 2 of this program wrote it, frozen here: a migration is
+# tested from what older databases really hold, not from today's statements.
+_V1_DDL = (
+    "CREATE TABLE individuals (id TEXT PRIMARY KEY, species TEXT, name TEXT, created_at TEXT)",
+    """CREATE TABLE images (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sha256 TEXT UNIQUE NOT NULL,
+        source_name TEXT NOT NULL,
+        individual_id TEXT NOT NULL REFERENCES individuals(id),
+        width INT, height INT, taken_at TEXT, latitude REAL, longitude REAL, created_at TEXT
+    )""",
+    "CREATE INDEX images_individual ON images(individual_id)",
+    """CREATE TABLE features (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        extractor TEXT NOT NULL, version TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK(kind IN ('local', 'global')),
+        count INT, dim INT, keypoints BLOB, data BLOB NOT NULL,
+        UNIQUE(image_id, extractor, version)
+    )""",
+    "CREATE INDEX features_extractor ON features(extractor, version, id)",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+    "INSERT INTO meta(key, value) VALUES ('store.epoch', '0')",
+)
+_V2_DDL = (
+    *_V1_DDL,
+    """CREATE TABLE centroids (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        individual_id TEXT NOT NULL REFERENCES individuals(id),
+        model TEXT NOT NULL, version TEXT NOT NULL, vector BLOB NOT NULL
+    )""",
+    "CREATE INDEX centroids_model ON centroids(model, version, id)",
+)
+
+
+def old_database(path: Path, version: int) -> None:
+    """A database as version 1 or 2 wrote it, with one individual and two photos."""
+    conn = sqlite3.connect(path)
+    for statement in _V1_DDL if version == 1 else _V2_DDL:
+        conn.execute(statement)
+    conn.execute("INSERT INTO individuals VALUES ('A', 'beluga', 'Snow', '2024-01-01T00:00:00')")
+    for i in (1, 2):
+        conn.execute(
+            "INSERT INTO images(sha256, source_name, individual_id, width, height, taken_at,"
+            " latitude, longitude, created_at) VALUES (?, ?, 'A', 640, 480, NULL, 57.5, -3.25,"
+            " '2024-01-01T00:00:00')",
+            (sha(i), f"{i}.jpg"),
+        )
+    features = local(5)
+    conn.execute(
+        "INSERT INTO features(image_id, extractor, version, kind, count, dim, keypoints, data)"
+        " VALUES (1, ?, ?, 'local', 5, 128, ?, ?)",
+        (*LOCAL, features.keypoints.astype("<f4").tobytes(), features.descriptors.tobytes()),
+    )
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.close()
 
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_database_is_migrated_keeping_its_rows(db_path: Path, version: int) -> None:
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    old_database(db_path, version)
+
     with Store.open(db_path) as store:
-        assert store.image(image_id) is not None
+        rows = [store.image(1), store.image(2)]
+        assert [r.source_name for r in rows if r is not None] == ["1.jpg", "2.jpg"]
+        assert [(r.latitude, r.longitude) for r in rows if r] == [(57.5, -3.25)] * 2
+        # Enrolled before photo files were kept: no file is claimed.
+        assert [(r.file_bytes, r.format) for r in rows if r] == [(None, None)] * 2
+        assert store.individual("A") == Individual(
+            id="A", species="beluga", name="Snow", created_at="2024-01-01T00:00:00", image_count=2
+        )
+        stored = store.feature(1, *LOCAL)
+        assert stored is not None
+        assert np.array_equal(stored.features.descriptors, local(5).descriptors)
         store.replace_centroids("arcface", "v1", [("A", None, centroid(0))])
         assert store.centroids("arcface", "v1")[1] == ["A"]
+        assert store.set_file(2, 1234, "JPEG")
+        assert (store.image(2).file_bytes, store.image(2).format) == (1234, "JPEG")
+        image_id, created = store.add_image(new_image(3, file_bytes=10, format="PNG"), None, [])
+        assert created and store.image(image_id).file_bytes == 10
     conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(images)")}
     conn.close()
+    assert {"file_bytes", "format"} <= columns
+
+
+def test_file_bytes_must_be_positive(store: Store) -> None:
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(InvalidInput, match="file_bytes"):
+            store.add_image(new_image(1, file_bytes=bad), None, [])
+    image_id, _ = store.add_image(new_image(1), None, [])
+    with pytest.raises(InvalidInput, match="file_bytes"):
+        store.set_file(image_id, 0, "JPEG")
+    assert store.set_file(999, 5, None) is False
+    assert store.image_shas() == {sha(1)}

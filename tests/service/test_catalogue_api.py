@@ -7,9 +7,12 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
+from PIL import Image
 
+from embeddings.images import load_photo
 from service.app import create_app
 from service.config import Settings
 from tests.service.test_app import assert_error, enrol, identify, photo
@@ -208,3 +211,114 @@ def test_export_filters_by_species_and_refuses_unknown_formats(client: TestClien
     only = rows(client.get("/v1/export", params={"species": "fin_whale"}).text)
     assert [r["individual_id"] for r in only] == ["FW-1"]
     assert_error(client.get("/v1/export", params={"format": "xlsx"}), 400)
+
+    media = "http://testserver.local/v1/images/{}/file"
+    dwc = rows(client.get("/v1/export", params={"format": "dwc"}).text)
+    assert {r["associatedMedia"] for r in dwc} == {
+        media.format(r["image_id"]) for r in only
+    } | {media.format(i["id"]) for n in ("HW-1", "HW-2") for i in images_of(client, n)}
+
+
+# ---------------------------------------------------------------------- photo files
+
+
+def images_of(client: TestClient, individual: str) -> list[dict]:
+    return client.get(f"/v1/individuals/{individual}").json()["images"]
+
+
+def test_image_file_is_the_original_bytes_with_caching_headers(client: TestClient) -> None:
+    [first, _] = images_of(client, "HW-1")
+    response = client.get(f"/v1/images/{first['id']}/file")
+
+    assert response.status_code == 200
+    assert response.content in (photo("HW-1", 0), photo("HW-1", 1))
+    assert response.headers["content-type"] == "image/jpeg"
+    assert response.headers["etag"] == f'"{first["sha256"]}"'
+    assert response.headers["cache-control"] == "private, max-age=31536000, immutable"
+    assert first["file_bytes"] == len(response.content)
+    assert first["format"] == "JPEG"
+
+
+def test_image_file_media_type_follows_the_format(client: TestClient) -> None:
+    content = photo("HW-5", 0, "PNG")
+    image_id = enrol(client, content, "HW-5").json()["image_id"]
+    response = client.get(f"/v1/images/{image_id}/file")
+    assert response.headers["content-type"] == "image/png"
+    assert response.content == content
+
+
+@pytest.mark.parametrize("path", ["file", "thumbnail"])
+def test_if_none_match_answers_304(client: TestClient, path: str) -> None:
+    image_id = images_of(client, "HW-2")[0]["id"]
+    etag = client.get(f"/v1/images/{image_id}/{path}").headers["etag"]
+
+    for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        again = client.get(f"/v1/images/{image_id}/{path}", headers={"If-None-Match": header})
+        assert again.status_code == 304, header
+        assert again.content == b""
+        assert again.headers["etag"] == etag
+    stale = client.get(f"/v1/images/{image_id}/{path}", headers={"If-None-Match": '"other"'})
+    assert stale.status_code == 200 and stale.content
+
+
+def test_thumbnail_is_a_cached_jpeg_whose_etag_names_the_size(client: TestClient) -> None:
+    image = images_of(client, "HW-1")[0]
+    small = client.get(f"/v1/images/{image['id']}/thumbnail", params={"size": 64})
+    default = client.get(f"/v1/images/{image['id']}/thumbnail")
+
+    assert small.status_code == 200 and small.headers["content-type"] == "image/jpeg"
+    assert small.headers["etag"] == f'"{image["sha256"]}-64"'
+    assert default.headers["etag"] == f'"{image["sha256"]}-256"'
+    assert small.headers["cache-control"] == "private, max-age=31536000, immutable"
+    with Image.open(io.BytesIO(small.content)) as thumb:
+        assert max(thumb.size) == 64
+    photos = client.app.state.runtime.gallery.photos
+    cached = photos.root / "thumbnails" / "64" / f"{image['sha256']}.jpg"
+    assert cached.read_bytes() == small.content
+    again = client.get(f"/v1/images/{image['id']}/thumbnail", params={"size": 64})
+    assert again.content == small.content
+
+
+@pytest.mark.parametrize("size", ["0", "15", "1025", "big", "-1"])
+def test_thumbnail_size_out_of_range_is_400(client: TestClient, size: str) -> None:
+    image_id = images_of(client, "HW-1")[0]["id"]
+    assert_error(
+        client.get(f"/v1/images/{image_id}/thumbnail", params={"size": size}), 400, "bad_request"
+    )
+
+
+@pytest.mark.parametrize("path", ["file", "thumbnail"])
+def test_files_of_unknown_images_and_of_images_without_a_file_are_404(
+    client: TestClient, path: str
+) -> None:
+    # As an older version enrolled it: features only.
+    old = msgspec.structs.replace(load_photo(photo("HW-7", 0)), content=b"")
+    image_id = client.app.state.runtime.gallery.catalogue.enrol(old, "HW-7").image_id
+    assert client.get(f"/v1/images/{image_id}").json()["file_bytes"] is None
+
+    body = assert_error(client.get(f"/v1/images/{image_id}/{path}"), 404, "not_found")
+    assert "no stored file" in body["detail"]
+    assert_error(client.get(f"/v1/images/999/{path}"), 404, "not_found")
+    dwc = rows(client.get("/v1/export", params={"format": "dwc"}).text)
+    assert [r["associatedMedia"] for r in dwc if r["organismID"] == "HW-7"] == [""]
+
+
+def test_deleted_image_files_are_gone(client: TestClient) -> None:
+    image = images_of(client, "HW-1")[0]
+    assert client.get(f"/v1/images/{image['id']}/thumbnail").status_code == 200
+    photos = client.app.state.runtime.gallery.photos
+    assert photos.has(image["sha256"])
+
+    assert client.delete(f"/v1/images/{image['id']}").status_code == 204
+    assert not photos.has(image["sha256"])
+    assert_error(client.get(f"/v1/images/{image['id']}/file"), 404)
+    others = [i["sha256"] for i in images_of(client, "HW-2")]
+    assert client.delete("/v1/individuals/HW-2").status_code == 200
+    assert not any(photos.has(sha) for sha in others)
+
+
+def test_photo_file_routes_are_in_the_openapi_document(client: TestClient) -> None:
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    for path in ("/v1/images/{image_id}/file", "/v1/images/{image_id}/thumbnail"):
+        assert {"200", "304", "404"} <= set(paths[path]["get"]["responses"]), path
+    assert "400" in paths["/v1/images/{image_id}/thumbnail"]["get"]["responses"]

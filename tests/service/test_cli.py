@@ -387,6 +387,38 @@ def test_rebuild_shows_progress(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert "rebuild" in err and "2/2" in err  # the tqdm bar on stderr
 
 
+def test_rebuild_after_a_settings_change_re_extracts_from_the_stored_photos(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from embeddings.images import load_photo
+    from indexer.gallery import Gallery
+
+    write_folder(tmp_path / "photos", ["A", "B"], photos=2)
+    data = tmp_path / "data"
+    assert run(capsys, "enrol", tmp_path / "photos", "--data", data)[0] == 0
+    # A photo enrolled by a version that kept no files.
+    with Gallery.open(data) as gallery:
+        old = load_photo(encode(sighting("C", 0), "JPEG"))
+        old_id = gallery.catalogue.enrol(msgspec.structs.replace(old, content=b""), "C", source_name="c.jpg")
+    config = tmp_path / "whaleid.toml"
+    config.write_text("[features]\nmax_features = 600\n")
+
+    code, out, _ = run(capsys, "stats", "--data", data, "--config", config)
+    assert "searchable   0" in out and "whaleid index rebuild" in out
+    code, out, err = run(capsys, "index", "rebuild", "--data", data, "--config", config)
+
+    assert code == 0
+    assert "features extracted from 4 stored photos" in out
+    assert "re-extract" in err and "5/5" in err  # the tqdm bar
+    assert "1 photos have no stored file" in err and f"{old_id.image_id} (c.jpg)" in err
+    code, out, _ = run(capsys, "stats", "--data", data, "--config", config)
+    assert "searchable   4" in out
+    query = tmp_path / "query.png"
+    query.write_bytes(encode(sighting("B", seed=11)))
+    code, out, _ = run(capsys, "identify", query, "--json", "--data", data, "--config", config)
+    assert json.loads(out)["candidates"][0]["individual_id"] == "B"
+
+
 # ---------------------------------------------------------------------- evaluate
 
 

@@ -40,6 +40,14 @@ def test_export_csv_to_stdout_and_dwc_to_a_file(
     assert run(capsys, "export", "--format", "dwc", "--out", out_file, "--data", data)[0] == 0
     dwc = list(csv.DictReader(out_file.open(newline="")))
     assert {r["organismID"] for r in dwc} == set(INDIVIDUALS)
+    # Without the service's address there is no URL to give: associatedMedia stays empty.
+    assert {r["associatedMedia"] for r in dwc} == {""}
+    base = "https://whaleid.example.org/"
+    code, out, _ = run(capsys, "export", "--format", "dwc", "--base-url", base, "--data", data)
+    assert code == 0
+    ids = {r["image_id"] for r in rows}
+    media = {r["associatedMedia"] for r in csv.DictReader(io.StringIO(out))}
+    assert media == {f"https://whaleid.example.org/v1/images/{i}/file" for i in ids}
 
 
 def test_export_of_an_empty_folder_says_so(

@@ -30,6 +30,7 @@ import httpx
 import msgspec
 import numpy as np
 import pytest
+from PIL import Image
 
 import service.client as client_module
 from indexer.results import EnrolResult
@@ -337,6 +338,25 @@ def test_export_csv_and_darwin_core(client: Any, ns: str) -> None:
     assert all(row["occurrenceID"] for row in dwc)
 
 
+def test_image_file_and_thumbnail(client: Any, ns: str) -> None:
+    whale = ns + "HW-1"
+    content = photo(whale, 0)
+    result = client.enrol(content, whale)
+
+    assert client.image_file(result.image_id) == content
+    assert client.image(result.image_id).file_bytes == len(content)
+    for size, expected in ((None, 256), (64, 64)):
+        thumb = client.thumbnail(result.image_id, size)
+        with Image.open(io.BytesIO(thumb)) as image:
+            assert (image.format, max(image.size)) == ("JPEG", expected)
+    with pytest.raises(ApiError) as missing:
+        client.image_file(10**9)
+    assert (missing.value.status_code, missing.value.error) == (404, "not_found")
+    with pytest.raises(ApiError) as too_big:
+        client.thumbnail(result.image_id, 5000)
+    assert (too_big.value.status_code, too_big.value.error) == (400, "bad_request")
+
+
 @pytest.mark.parametrize(
     ("call", "status", "error"),
     [
@@ -501,6 +521,7 @@ def test_acknowledged_enrolments_survive_sigkill(tmp_path: Path) -> None:
             assert counts.images == counts.stored_images
             for result, content in acknowledged:
                 assert client.image(result.image_id).individual_id == result.individual_id
+                assert client.image_file(result.image_id) == content
                 best = client.identify(content, top_k=1).candidates[0]
                 assert (best.individual_id, best.evidence.image_id) == (
                     result.individual_id,

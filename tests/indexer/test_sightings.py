@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from embeddings.protocol import LocalFeatures
-from indexer.export import (
+from indexer.sightings import (
     DARWIN_CORE_COLUMNS,
     SCIENTIFIC_NAMES,
     SIGHTING_COLUMNS,
@@ -248,7 +248,7 @@ def test_commas_quotes_and_newlines_round_trip(name: str) -> None:
     [dwc] = as_dicts(darwin_core_csv([sighting(source_name=name, individual_id=name)]))
 
     assert (parsed["source_name"], parsed["individual_id"]) == (name, name)
-    assert (dwc["associatedMedia"], dwc["organismID"]) == (name, name)
+    assert dwc["organismID"] == name
 
 
 @pytest.mark.parametrize(
@@ -263,7 +263,7 @@ def test_formula_like_text_gets_an_apostrophe(text: str) -> None:
 
     for column in ("source_name", "individual_id", "species", "taken_at"):
         assert plain[column] == "'" + text
-    for column in ("associatedMedia", "organismID", "vernacularName"):
+    for column in ("organismID", "vernacularName"):
         assert dwc[column] == "'" + text
 
 
@@ -313,10 +313,13 @@ def test_darwin_core_row(store: Store) -> None:
         taken_at="2019-07-04T13:05:00",
         latitude=57.05,
         longitude=-135.33,
+        file_bytes=1234,
+        format="JPEG",
     )
-    add(store, 2, "Z-1", "unknown_whale")
+    add(store, 2, "Z-1", "unknown_whale")  # enrolled before photo files were kept
 
-    header, *table = rows(darwin_core_csv(iter_sightings(store)))
+    media = "https://whaleid.example/v1/images/{image_id}/file"
+    header, *table = rows(darwin_core_csv(iter_sightings(store), media_url=media))
 
     assert header == list(DARWIN_CORE_COLUMNS)
     assert [dict(zip(header, row, strict=True)) for row in table] == [
@@ -329,7 +332,7 @@ def test_darwin_core_row(store: Store) -> None:
             "vernacularName": "Humpback Whale",
             "organismID": "HW-0042",
             "basisOfRecord": "MachineObservation",
-            "associatedMedia": "1.jpg",
+            "associatedMedia": "https://whaleid.example/v1/images/1/file",
             "identificationVerificationStatus": "verified",
         },
         {
@@ -341,7 +344,7 @@ def test_darwin_core_row(store: Store) -> None:
             "vernacularName": "unknown_whale",
             "organismID": "Z-1",
             "basisOfRecord": "MachineObservation",
-            "associatedMedia": "2.jpg",
+            "associatedMedia": "",
             "identificationVerificationStatus": "verified",
         },
     ]
@@ -414,3 +417,15 @@ def test_scientific_names_table_is_read_only_and_in_lookup_form() -> None:
         assert scientific_name(key) == name
         assert key == key.lower() and " " not in key and "-" not in key and "'" not in key
     assert len(SCIENTIFIC_NAMES) >= 31
+
+
+def test_associated_media_needs_a_stored_file_and_a_url() -> None:
+    media = "http://host:8000/v1/images/{image_id}/file"
+    stored = sighting(image_id=7, file_stored=True)
+    [with_url] = as_dicts(darwin_core_csv([stored], media_url=media))
+    [without_url] = as_dicts(darwin_core_csv([stored]))
+    [no_file] = as_dicts(darwin_core_csv([sighting(image_id=7)], media_url=media))
+
+    assert with_url["associatedMedia"] == "http://host:8000/v1/images/7/file"
+    assert without_url["associatedMedia"] == ""
+    assert no_file["associatedMedia"] == ""

@@ -1,4 +1,4 @@
-"""Sightings export: every stored photo with its individual, as CSV or Darwin Core.
+"""Sightings: every stored photo with its individual, exported as CSV or Darwin Core.
 
 A sighting is one enrolled photo: who it shows, when and where it was taken. The store is
 read page by page and the CSV is produced row by row, so an export of any size streams
@@ -132,6 +132,8 @@ class Sighting(msgspec.Struct, frozen=True, kw_only=True):
         latitude: decimal degrees, south negative, if known.
         longitude: decimal degrees, west negative, if known.
         enrolled_at: ISO 8601 UTC time the photo was stored.
+        file_stored: whether the photo's file is kept (`ImageRow.file_bytes`); False for
+            photos enrolled before files were kept.
     """
 
     image_id: int
@@ -143,6 +145,7 @@ class Sighting(msgspec.Struct, frozen=True, kw_only=True):
     latitude: float | None
     longitude: float | None
     enrolled_at: str
+    file_stored: bool = False
 
 
 def iter_sightings(
@@ -188,6 +191,7 @@ def iter_sightings(
                     latitude=image.latitude,
                     longitude=image.longitude,
                     enrolled_at=image.created_at,
+                    file_stored=image.file_bytes is not None,
                 )
         if len(page) < page_size:
             return
@@ -224,16 +228,23 @@ def sightings_csv(sightings: Iterable[Sighting]) -> Iterator[str]:
     )
 
 
-def darwin_core_csv(sightings: Iterable[Sighting]) -> Iterator[str]:
+def darwin_core_csv(
+    sightings: Iterable[Sighting], *, media_url: str | None = None
+) -> Iterator[str]:
     """The sightings as a Darwin Core occurrence table (CSV).
 
     occurrenceID is `urn:whaleid:image:<sha256>`, the same for the same photo in any
     database; eventDate is the capture time if it is ISO 8601 (else empty);
     scientificName comes from `scientific_name` and vernacularName is the species as
-    stored; organismID is the individual id; associatedMedia is the photo's file name.
+    stored; organismID is the individual id; associatedMedia is the URL of the photo
+    (`media_url` filled in) when its file is stored, else empty: a bare file name would
+    not lead anyone to the photo.
 
     Args:
         sightings: e.g. `iter_sightings(store)`.
+        media_url: a URL template where `{image_id}` is replaced by the photo's id, e.g.
+            "https://whaleid.example.org/v1/images/{image_id}/file"; None leaves
+            associatedMedia empty.
 
     Returns:
         An iterator of CSV text: the header line (`DARWIN_CORE_COLUMNS`), then one line
@@ -251,7 +262,9 @@ def darwin_core_csv(sightings: Iterable[Sighting]) -> Iterator[str]:
                 s.species,
                 s.individual_id,
                 _BASIS_OF_RECORD,
-                s.source_name,
+                media_url.replace("{image_id}", str(s.image_id))
+                if media_url is not None and s.file_stored
+                else "",
                 _VERIFICATION,
             )
             for s in sightings
