@@ -5,7 +5,7 @@ One `VectorIndex` holds both kinds of entry, so an individual known only to the 
 Photo entries use the image id; centroid entries `CENTROID_BASE + centroid id`, far above
 any image id SQLite will hand out.
 
-It is built from the database when the gallery opens (up to `_EXACT_MAX` entries that
+It is built from the database when the gallery opens (up to `DEEP_EXACT_MAX` entries that
 takes well under a second; reports/scalability.md times the compressed index at a
 million) and `indexer.follower` keeps it in step with the database.
 """
@@ -21,17 +21,24 @@ from embeddings.protocol import GlobalEmbedding
 from indexer.store import Store
 from indexer.vector_index import VectorIndex
 
-__all__ = ["CENTROID_BASE", "DEEP_NEIGHBOURS", "DeepHit", "DeepSearch"]
+__all__ = [
+    "CENTROID_BASE",
+    "DEEP_EXACT_MAX",
+    "DEEP_NEIGHBOURS",
+    "DEEP_REFINE_FACTOR",
+    "DeepHit",
+    "DeepSearch",
+]
 
 CENTROID_BASE = 1 << 62
 DEEP_NEIGHBOURS = 100
 """Entries read per query; the individuals among them form the deep shortlist."""
 # Entries searched exactly; above, a compressed index re-ranked exactly (the exact search
 # of 50 000 x 512 floats is still a few milliseconds).
-_EXACT_MAX = 50_000
+DEEP_EXACT_MAX = 50_000
 # Candidates the compressed index re-ranks exactly, as a multiple of the neighbours asked
 # for: recall@10 0.98 at a million entries (reports/scalability.md).
-_REFINE_FACTOR = 50
+DEEP_REFINE_FACTOR = 50
 
 
 class DeepHit(msgspec.Struct, frozen=True):
@@ -89,7 +96,7 @@ class DeepSearch:
             )
 
     def _new_index(self) -> VectorIndex:
-        return VectorIndex(self._dim, exact_max=_EXACT_MAX, refine_factor=_REFINE_FACTOR)
+        return VectorIndex(self._dim, exact_max=DEEP_EXACT_MAX, refine_factor=DEEP_REFINE_FACTOR)
 
     def labels(self) -> dict[int, str]:
         """entry id -> individual id of every photo and centroid."""

@@ -116,10 +116,10 @@ def _enrol(data: Path, models: Path, photos: list[tuple[bytes, str]]) -> None:
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     with Gallery.open(data, embedder=embedder) as gallery:
         for i, (content, individual) in enumerate(photos, start=1):
-            gallery.enrol(load_photo(content), individual)
+            gallery.catalogue.enrol(load_photo(content), individual)
             if i % 50 == 0:
                 print(f"enrolled {i}/{len(photos)}", file=sys.stderr)
-        gallery.import_centroids(
+        gallery.catalogue.import_centroids(
             [(f"centroid-{i:05d}", None, centroids[i]) for i in range(CENTROIDS)]
         )
         gallery.rebuild()

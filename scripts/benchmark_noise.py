@@ -126,7 +126,7 @@ def _run_set(manifest: Path, queries: int) -> dict:
         for i, row in enumerate(rows, start=1):
             path = manifest.parent / row["path"]
             try:
-                result = gallery.enrol(load_photo_file(path), row["individual_id"])
+                result = gallery.catalogue.enrol(load_photo_file(path), row["individual_id"])
             except ImageError:
                 continue
             enrolled.append((path, result.image_id, row["individual_id"]))
@@ -163,13 +163,7 @@ def _run_set(manifest: Path, queries: int) -> dict:
 
 
 def _top1(gallery: Gallery, photo: Photo, image_id: int) -> str | None:
-    detection = gallery.extractor.detect(photo)
-    ranked = gallery.rank(
-        detection.describe(),
-        rolled=lambda angles: [detection.describe(angle) for angle in angles],
-        exclude=[image_id],
-    )
-    answer = gallery.answer(ranked, top_k=1)
+    answer = gallery.pipeline.identify_photo(photo, exclude=[image_id], top_k=1)
     return answer.candidates[0].individual_id if answer.candidates else None
 
 

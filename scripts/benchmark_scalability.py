@@ -44,7 +44,8 @@ from reporting import report_meta
 
 from embeddings.keypoints import RootSiftExtractor
 from embeddings.protocol import LocalFeatures
-from indexer.config import EngineConfig
+from indexer.deep_search import DEEP_EXACT_MAX, DEEP_REFINE_FACTOR
+from indexer.local_search import SearchParameters
 from indexer.descriptor_index import DescriptorIndex
 from indexer.store import DATABASE_FILE, Store
 from indexer.vector_index import VectorIndex
@@ -90,19 +91,19 @@ def main() -> int:
         args.render.write_text(json.dumps(results, indent=2) + "\n")
         return 0
     faiss.omp_set_num_threads(1)
-    engine = EngineConfig()
+    engine = SearchParameters()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {
         **report_meta(),
         "engine": {
-            "deep_exact_max": engine.deep_exact_max,
-            "deep_refine_factor": engine.deep_refine_factor,
+            "deep_exact_max": DEEP_EXACT_MAX,
+            "deep_refine_factor": DEEP_REFINE_FACTOR,
             "exact_search_max": engine.exact_search_max,
             "nprobe": engine.nprobe,
         },
         "hnsw": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
         "global": [
-            p for n in sizes for p in _global_points(n, args.queries, engine, args.hnsw_max)
+            p for n in sizes for p in _global_points(n, args.queries, args.hnsw_max)
         ],
         "descriptors": _descriptor_points(args, engine),
         "target": TARGET,
@@ -184,7 +185,7 @@ class _Hnsw:
         faiss.write_index(self._graph, str(path))
 
 
-def _global_points(n: int, queries: int, engine: EngineConfig, hnsw_max: int) -> list[dict]:
+def _global_points(n: int, queries: int, hnsw_max: int) -> list[dict]:
     """The engine's index at size n, and HNSW beside it up to `hnsw_max` vectors."""
     print(f"global embeddings: {n} synthetic vectors ...", file=sys.stderr)
     gallery, query = synthetic_embeddings(n, queries)
@@ -193,7 +194,7 @@ def _global_points(n: int, queries: int, engine: EngineConfig, hnsw_max: int) ->
     _, truth = exact.search(query, 10)
     del exact
     kinds = ["pq"]
-    if engine.deep_exact_max < n <= hnsw_max:
+    if DEEP_EXACT_MAX < n <= hnsw_max:
         kinds.append("hnsw")
     points = []
     for kind in kinds:
@@ -201,7 +202,7 @@ def _global_points(n: int, queries: int, engine: EngineConfig, hnsw_max: int) ->
         if kind == "hnsw":
             index = _Hnsw(DIM)
         else:
-            index = VectorIndex(DIM, engine.deep_exact_max, refine_factor=engine.deep_refine_factor)
+            index = VectorIndex(DIM, DEEP_EXACT_MAX, refine_factor=DEEP_REFINE_FACTOR)
         started = time.perf_counter()
         index.add(np.arange(n, dtype=np.int64), gallery)
         build_s = time.perf_counter() - started
@@ -267,7 +268,7 @@ def _timed_search(
 # ---------------------------------------------------------------------- local descriptors
 
 
-def _descriptor_points(args: argparse.Namespace, engine: EngineConfig) -> dict:
+def _descriptor_points(args: argparse.Namespace, engine: SearchParameters) -> dict:
     data_dir = args.gallery
     if data_dir is None:
         if not all((args.data / s / "manifest.csv").is_file() for s in DESCRIPTOR_SETS):
@@ -395,7 +396,7 @@ def _markdown(r: dict) -> str:
         "",
         f"- command: `{r['command']}`",
         f"- date: {r['date']}",
-        f"- machine: {r['machine']}; FAISS on one thread (`engine.search_threads`)",
+        f"- machine: {r['machine']}; FAISS on one thread (`indexer.gallery._SEARCH_THREADS`)",
         "- plot: [scalability.png](scalability.png)",
         "",
         "## Global embeddings (deep path): synthetic vectors",
@@ -468,7 +469,7 @@ def _markdown(r: dict) -> str:
         lines += [
             "",
             "Fitted growth on the IVF points: search ms ="
-            f" {f['a']:.3g} x descriptors^{f['b']:.2f}. Below `engine.exact_search_max`"
+            f" {f['a']:.3g} x descriptors^{f['b']:.2f}. Below `SearchParameters.exact_search_max`"
             " descriptors the search is exact and, on one thread, slower than IVF above it.",
         ]
     return "\n".join(lines) + "\n"
