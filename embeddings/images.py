@@ -143,23 +143,7 @@ def load_photo(data: bytes, *, max_pixels: int = _DEFAULT_MAX_PIXELS) -> Photo:
     _register_heif_opener()
     sha256 = hashlib.sha256(data).hexdigest()
 
-    try:
-        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # Raised inside Image.open (or a warning escalated by a warnings filter) when
-        # Pillow's global limit is exceeded; the message carries the pixel count.
-        raise _pillow_bomb_error(exc, max_pixels) from exc
-    except _DECODE_ERRORS as exc:
-        raise _unopenable(data) from exc
-
-    with image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ImageError(
-                "too_large",
-                f"image is {width}x{height} = {width * height} pixels, "
-                f"above the limit of {max_pixels} pixels",
-            )
+    with _open(data, max_pixels) as image:
         try:
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -227,20 +211,7 @@ def thumbnail_jpeg(data: bytes, size: int, *, max_pixels: int = _DEFAULT_MAX_PIX
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     _register_heif_opener()
-    try:
-        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _pillow_bomb_error(exc, max_pixels) from exc
-    except _DECODE_ERRORS as exc:
-        raise _unopenable(data) from exc
-    with image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ImageError(
-                "too_large",
-                f"image is {width}x{height} = {width * height} pixels, "
-                f"above the limit of {max_pixels} pixels",
-            )
+    with _open(data, max_pixels) as image:
         exif = _read_exif(image)
         try:
             image.draft("RGB", (size, size))
@@ -462,3 +433,25 @@ def _gps_coordinate(
     if degrees > limit:
         return None
     return -degrees if ref == negative else degrees
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (not yet decode) a photo's bytes, refusing more than `max_pixels` pixels
+    before any pixel is decoded."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Raised inside Image.open (or a warning escalated by a warnings filter) when
+        # Pillow's global limit is exceeded; the message carries the pixel count.
+        raise _pillow_bomb_error(exc, max_pixels) from exc
+    except _DECODE_ERRORS as exc:
+        raise _unopenable(data) from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageError(
+            "too_large",
+            f"image is {width}x{height} = {width * height} pixels, "
+            f"above the limit of {max_pixels} pixels",
+        )
+    return image
