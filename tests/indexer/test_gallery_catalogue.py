@@ -145,3 +145,33 @@ def test_create_and_update_individuals(data: Path) -> None:
         assert (updated.species, updated.name) == ("fin_whale", "Salt")
         with pytest.raises(NotFound):
             gallery.catalogue.update_individual("nobody", name="x")
+
+
+def test_a_second_process_sees_every_committed_change(data: Path, photos) -> None:
+    """Two galleries on one data folder stand for `whaleid serve` and the CLI beside it:
+    each answer follows what the other committed, with no rebuild and no restart."""
+    with Gallery.open(data) as server, Gallery.open(data) as cli:
+        assert best(server, photos, "ind-01") == "ind-01"
+        cli.catalogue.rename_individual("ind-01", "renamed")
+        assert best(server, photos, "ind-01") == "renamed"
+        cli.catalogue.delete_individual("ind-02")
+        assert "ind-02" not in names(server, photos, "ind-02")
+        stranger = photo("ind-09", 0)
+        cli.catalogue.enrol(stranger, "ind-09")
+        assert server.stats().images == cli.stats().images
+        answer = server.pipeline.identify_photo(photo("ind-09", QUERY_SEED))
+        assert answer.candidates[0].individual_id == "ind-09"
+        # The server learnt all of it by following, not by rebuilding.
+        assert server.follower.max_feature_id == cli.follower.max_feature_id
+
+
+def test_a_saved_index_resumes_past_edits_made_while_it_was_closed(data: Path, photos) -> None:
+    with Gallery.open(data) as gallery:
+        gallery.catalogue.enrol(photo("ind-09", 0), "ind-09")
+    index_files = sorted((data / "index").glob("*.faiss"))
+    with Gallery.open(data) as other:
+        other.catalogue.delete_individual("ind-03")
+    with Gallery.open(data) as gallery:
+        assert "ind-03" not in names(gallery, photos, "ind-03")
+        assert best(gallery, photos, "ind-00") == "ind-00"
+    assert index_files  # a saved index existed to resume from
