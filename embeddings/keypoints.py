@@ -27,59 +27,38 @@ _MIN_SIDE = 16
 
 
 class KeypointConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Settings of the RootSIFT extractor. Changing any of them changes the extractor's
-    version, so stored features of the old settings are never mixed with new ones."""
+    """Parameters of the RootSIFT extractor. Changing any of them changes the extractor's
+    version, so stored features of other settings are never mixed with these. Only
+    `long_side` and `max_features` are user settings (`[features]`); the rest were chosen
+    on the development sets (the measurements are in the commit history and reports/)."""
 
     long_side: int = 600
-    """Photos are resized so that their longer side has this many pixels. Small crops are
-    upscaled too (up to `max_upscale`): SIFT finds too few stable keypoints on a 300 px
-    fluke."""
+    """Photos are resized so that their longer side has this many pixels; small crops
+    are upscaled too (up to `max_upscale`): SIFT finds too few stable keypoints on a
+    300 px fluke."""
     max_upscale: float = 2.0
     """Largest enlargement factor; enlarging a blurry crop further adds no detail."""
     max_features: int = 1500
-    """Strongest keypoints kept per photo at each level (the working size and each of
-    `coarse_levels`); bounds memory and search time."""
+    """Strongest keypoints kept per photo at each level; bounds memory and search time."""
     coarse_levels: tuple[Annotated[float, msgspec.Meta(gt=1)], ...] = (4.0,)
-    """Keypoints are also detected on the working-size photo shrunk by each of these
-    factors and added to its features, in the same coordinates. The strongest
-    `max_features` keypoints at the working size are nearly all fine detail, which a
-    blurred, distant or low-resolution photo does not have; the coarse level gives both
-    photos the same coarse structure to match. It is made from the photo's own pixels, as
-    a shot from `factor` times farther would look once enlarged to the working size: on
-    flukes downscaled to 25 % (reports/noise.md) top-1 rose from 0.447, shrinking the
-    enlarged working image, to 0.533 (blurred: 0.520 to 0.593), and from 0.400 with no
-    coarse level. Leave-one-out top-1 without a coarse level and with it: flukes 0.815
-    and 0.819, right whale 0.530 and 0.554, Happywhale frames 0.677 and 0.692. On the
-    crops it adds 12-17 % more keypoints. () turns it off."""
+    """Keypoints are also detected on the photo as seen from this many times farther:
+    blurred, distant or small photos lack the fine detail the working size is made of."""
     contrast_threshold: float = 0.02
-    """SIFT's DoG contrast threshold; lower finds more, weaker keypoints. Whale skin is
-    low-contrast: 0.02 with 1500 keypoints beat OpenCV's 0.04 with 1000 by about 5 points
-    of leave-one-out top-1 on the fluke set."""
+    """SIFT's DoG contrast threshold: whale skin is low-contrast, so lower than
+    OpenCV's 0.04."""
     clahe: bool = False
     """Equalise local contrast (CLAHE) before detection."""
     upright: bool = True
-    """Describe every keypoint at orientation 0 instead of its dominant gradient
-    direction. Survey photos are taken level and the catalogue crops are aligned, so
-    rotation invariance buys little and its orientation noise costs matches (on the
-    right-whale set, leave-one-out top-1 rose from 0.46 to 0.53). The price is roll: upright
-    descriptors tolerate about 8 degrees of it, so the engine searches a weakly verified
-    query again with its keypoints described at a few roll angles (`extract_rolled`,
-    `EngineConfig.roll_angles`; reports/noise.md measures the result)."""
+    """Describe keypoints at orientation 0: survey photos are level, and orientation
+    noise costs more matches than rotation invariance gains (roll is searched instead)."""
     padding_tolerance: int = 6
-    """Grey-level tolerance for treating a uniform border (letterbox padding) as not part
-    of the photo; keypoints on or touching it are dropped."""
+    """Grey-level tolerance of a uniform border (letterbox padding) whose keypoints are
+    dropped."""
     glare_level: int = 250
     """Grey level at or above which a pixel counts as saturated glare or padding."""
     fill_window: int = 15
-    """Side, in working-size pixels, of the smallest square of exactly one grey level
-    that counts as fill rather than photo: the corners a rotated or aligned crop is
-    padded with, and any other patch with no texture at all. Keypoints on or touching
-    fill are dropped. Its straight, aliased edges gave a right-whale crop rotated by 15
-    degrees with grey corners 40 % more keypoints than the crop; with them dropped, the
-    rotated crops' top-1 rose from 0.433 to 0.513 (reports/noise.md, clean 0.600 and
-    0.587). Photos with no fill keep nearly all their features: in
-    ../shared/data, 112 of 1045 fluke crops, 9 of 1108 right-whale crops, 1 of 65 frames
-    and 14 of 385 fin crops lost about two keypoints each. 0 turns it off."""
+    """Side, in working-size pixels, of the smallest square of exactly one grey level that
+    counts as fill (a rotated crop's corners): keypoints on its aliased edges are dropped."""
 
 
 class RootSiftExtractor:

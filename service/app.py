@@ -80,7 +80,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
         partial(
             Gallery.open,
             Path(settings.data_dir),
-            features=settings.features,
+            features=settings.features.keypoints(),
             engine=settings.engine,
             embedder=models.embedder,
             gate=models.gate,

@@ -222,7 +222,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     with _progress("evaluate", "query") as progress:
         report = evaluate(
             entries,
-            features=settings.features,
+            features=settings.features.keypoints(),
             engine=settings.engine,
             open_set=args.open_set,
             seed=args.seed,
@@ -431,7 +431,7 @@ def _open_gallery(settings: Settings, models: LoadedModels | None = None) -> Gal
         with _progress("index", "image") as progress:
             return Gallery.open(
                 data_dir,
-                features=settings.features,
+                features=settings.features.keypoints(),
                 engine=settings.engine,
                 embedder=models.embedder,
                 gate=models.gate,

@@ -19,7 +19,14 @@ import msgspec
 from embeddings.keypoints import KeypointConfig
 from indexer.config import EngineConfig
 
-__all__ = ["CONFIG_ENV", "ENV_OVERRIDES", "ConfigError", "Settings", "load_settings"]
+__all__ = [
+    "CONFIG_ENV",
+    "ENV_OVERRIDES",
+    "ConfigError",
+    "FeatureSettings",
+    "Settings",
+    "load_settings",
+]
 
 CONFIG_ENV = "WHALEID_CONFIG"
 """Environment variable naming the TOML file, when `load_settings` is given none."""
@@ -37,6 +44,21 @@ ENV_OVERRIDES: Mapping[str, str] = {
 
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 _Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class FeatureSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What an operator may trade in the local-feature extractor (TOML table
+    `[features]`). Changing either changes the extractor's version: `whaleid index
+    rebuild` then re-extracts every photo's features from its stored file."""
+
+    long_side: Annotated[int, msgspec.Meta(ge=64, le=4096)] = 600
+    """Working size (pixels of the longer side): larger finds finer markings, slower."""
+    max_features: Annotated[int, msgspec.Meta(ge=50, le=20_000)] = 1500
+    """Keypoints kept per photo and level: more is slower and uses more memory."""
+
+    def keypoints(self) -> KeypointConfig:
+        """The extractor's full parameters with these settings."""
+        return KeypointConfig(long_side=self.long_side, max_features=self.max_features)
 
 
 class ConfigError(Exception):
@@ -95,10 +117,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     Env: `WHALEID_MODELS`."""
     model_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
     """ONNX Runtime threads per model call; 0 lets it use every core."""
-    features: KeypointConfig = KeypointConfig()
-    """RootSIFT extractor settings (TOML table `[features]`)."""
+    features: FeatureSettings = FeatureSettings()
+    """Local-feature extractor settings (TOML table `[features]`)."""
     engine: EngineConfig = EngineConfig()
-    """Search, verification and open-set decision settings (TOML table `[engine]`)."""
+    """Open-set threshold and default top-k (TOML table `[engine]`)."""
 
 
 def load_settings(

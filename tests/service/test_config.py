@@ -29,7 +29,7 @@ def test_defaults_need_no_file_and_no_environment() -> None:
     assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 2)
     assert settings.max_upload_bytes == 30 * 2**20
     assert settings.max_image_pixels == 50_000_000
-    assert settings.features == KeypointConfig()
+    assert settings.features.keypoints() == KeypointConfig()
     assert settings.engine == EngineConfig()
 
 
@@ -37,7 +37,7 @@ def test_toml_sets_fields_and_nested_tables(tmp_path: Path) -> None:
     path = toml(
         tmp_path,
         'data_dir = "/srv/whaleid"\nworkers = 6\n'
-        "[features]\nlong_side = 800\nclahe = true\n"
+        "[features]\nlong_side = 800\nmax_features = 900\n"
         "[engine]\ntop_k = 10\n",
     )
 
@@ -45,7 +45,7 @@ def test_toml_sets_fields_and_nested_tables(tmp_path: Path) -> None:
 
     assert settings.data_dir == "/srv/whaleid"
     assert settings.workers == 6
-    assert settings.features == KeypointConfig(long_side=800, clahe=True)
+    assert settings.features.keypoints() == KeypointConfig(long_side=800, max_features=900)
     assert settings.engine == EngineConfig(top_k=10)
     assert settings.port == 8000  # untouched fields keep their defaults
 
@@ -103,9 +103,10 @@ def test_os_environ_is_read_when_none_is_given(monkeypatch: pytest.MonkeyPatch) 
         pytest.param("port = 70000\n", "$.port", id="out-of-range"),
         pytest.param(
             "[features]\ncoarse_levels = [0.5]\n",
-            "$.features.coarse_levels[0]",
-            id="coarse-level-enlarges",
+            "unknown field `coarse_levels` - at `$.features`",
+            id="algorithm-constant-is-no-setting",
         ),
+        pytest.param("[features]\nlong_side = 10\n", "$.features.long_side", id="tiny-working-size"),
         pytest.param("workers = 0\n", "$.workers", id="no-workers"),
         pytest.param('data_dir = ""\n', "$.data_dir", id="empty-data-dir"),
         pytest.param("port = [\n", "not valid TOML", id="syntax"),
