@@ -7,7 +7,8 @@ from typing import Literal
 import msgspec
 import numpy as np
 
-ImageErrorReason = Literal["corrupted_image", "unsupported_format", "too_large"]
+ImageErrorReason = Literal["corrupted_image", "unsupported_format", "too_large", "low_confidence"]
+"""low_confidence: decoded, but too little texture to be matched (blank, blurred, tiny)."""
 
 
 class ImageError(Exception):

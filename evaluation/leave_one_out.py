@@ -31,7 +31,13 @@ from indexer.gallery import Gallery, Progress
 from indexer.pipeline import Gate
 from service.photo_sources import ManifestEntry
 
-__all__ = ["EvaluationReport", "SpeciesScores", "ThresholdPoint", "evaluate"]
+__all__ = [
+    "EvaluationReport",
+    "ReliabilityBin",
+    "SpeciesScores",
+    "ThresholdPoint",
+    "evaluate",
+]
 
 
 class SpeciesScores(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,6 +45,18 @@ class SpeciesScores(msgspec.Struct, frozen=True, kw_only=True):
     top1: float
     top5: float
     map5: float
+
+
+class ReliabilityBin(msgspec.Struct, frozen=True, kw_only=True):
+    """Queries whose best candidate's probability fell in [low, high)."""
+
+    low: float
+    high: float
+    queries: int
+    predicted: float
+    """Mean probability of the best candidate."""
+    observed: float
+    """Share of them whose best candidate was the right individual."""
 
 
 class ThresholdPoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +99,11 @@ class EvaluationReport(msgspec.Struct, frozen=True, kw_only=True):
     `engine.new_individual_threshold`."""
     stages: list[str] = []
     """The pipeline stages the queries ran through."""
+    known_called_new: float | None = None
+    """Share of queries of enrolled individuals answered `new_individual`."""
+    reliability: list[ReliabilityBin] = []
+    """The best candidate's probability against how often it was right, by bins of 0.1:
+    a calibrated probability has `observed` close to `predicted`."""
     rejected: dict[str, int] = {}
     """Queries the pipeline rejected, by reason (they count as misses)."""
 
@@ -150,7 +173,8 @@ def evaluate(
                 queries.append(_Query(entry, image_id))
                 if progress is not None:
                     progress(done, total)
-            gallery.rebuild()
+            # The normal workflow: enrolment, then the refit it makes due (no rebuild).
+            gallery.refit_if_due()
             return _score(
                 gallery,
                 queries,
@@ -190,6 +214,7 @@ def _score(
     rejected: dict[str, int] = {}
     stages: list[str] = []
     top_probability: list[tuple[float, bool]] = []
+    top_right: list[tuple[float, bool]] = []
     for query in queries:
         done += 1
         if progress is not None:
@@ -210,9 +235,10 @@ def _score(
         for name, ms in timings.items():
             stage_times.setdefault(name, []).append(ms)
         said_new = answer.decision == "new_individual"
-        top_probability.append(
-            (answer.candidates[0].probability if answer.candidates else 0.0, is_new)
-        )
+        best = answer.candidates[0] if answer.candidates else None
+        top_probability.append((best.probability if best else 0.0, is_new))
+        if best is not None:
+            top_right.append((best.probability, best.individual_id == truth))
         if is_new:
             new_true += said_new
             new_missed += not said_new
@@ -255,7 +281,29 @@ def _score(
         new_individual_curve=_curve(top_probability) if open_set else [],
         stages=stages,
         rejected=rejected,
+        known_called_new=new_false / len(ranks) if ranks else None,
+        reliability=_reliability(top_right),
     )
+
+
+def _reliability(top_right: list[tuple[float, bool]]) -> list[ReliabilityBin]:
+    """Bins of 0.1 of the best candidate's probability (the last one closed)."""
+    if not top_right:
+        return []
+    probabilities = np.array([p for p, _ in top_right])
+    right = np.array([r for _, r in top_right], dtype=bool)
+    index = np.minimum((probabilities * 10).astype(int), 9)
+    return [
+        ReliabilityBin(
+            low=b / 10,
+            high=(b + 1) / 10,
+            queries=int((index == b).sum()),
+            predicted=float(probabilities[index == b].mean()),
+            observed=float(right[index == b].mean()),
+        )
+        for b in range(10)
+        if (index == b).any()
+    ]
 
 
 def _curve(top_probability: list[tuple[float, bool]]) -> list[ThresholdPoint]:

@@ -18,7 +18,7 @@ from embeddings.photo import ImageError, Photo
 from embeddings.protocol import GlobalEmbedding, GlobalExtractor, LocalFeatures
 from indexer.centroids import CentroidRow
 from indexer.photo_files import PhotoFiles
-from indexer.results import EnrolResult, Progress, Reextraction, Unextracted
+from indexer.results import LOW_CONFIDENCE, EnrolResult, Progress, Reextraction, Unextracted
 from indexer.store import (
     Conflict,
     ImageRow,
@@ -30,11 +30,23 @@ from indexer.store import (
     StoreError,
 )
 
-__all__ = ["Catalogue"]
+__all__ = ["Catalogue", "PhotoElsewhere"]
 
 # Stored photos were accepted when enrolled; re-extraction decodes them under a generous
 # limit rather than the upload limit of the day.
 _REEXTRACT_MAX_PIXELS = 200_000_000
+
+
+class PhotoElsewhere(Conflict):
+    """The photo is already in the catalogue under another individual."""
+
+    def __init__(self, image_id: int, stored_as: str, requested: str) -> None:
+        super().__init__(
+            f"this photo is already image {image_id} of individual {stored_as!r}; to move it"
+            f" to {requested!r}, send it again with move=true"
+        )
+        self.image_id = image_id
+        self.individual_id = stored_as
 
 
 class Catalogue:
@@ -46,6 +58,7 @@ class Catalogue:
         extractor: the local-feature extractor of enrolled photos.
         embedder: the deep embedder, if a model is loaded.
         changed: called after every committed change (the follower's `catch_up`).
+        min_features: fewest keypoints of an enrolled photo (as for a query).
     """
 
     def __init__(
@@ -55,7 +68,9 @@ class Catalogue:
         extractor: RootSiftExtractor,
         embedder: GlobalExtractor | None,
         changed: Callable[[], None],
+        min_features: int,
     ) -> None:
+        self.min_features = min_features
         self.store = store
         self.photos = photos
         self.extractor = extractor
@@ -88,7 +103,9 @@ class Catalogue:
         *,
         species: str | None = None,
         source_name: str = "",
-        features: LocalFeatures | None = None,
+        move: bool = False,
+        new_individual: bool = False,
+        prepared: list[tuple[str, str, LocalFeatures | GlobalEmbedding]] | None = None,
     ) -> EnrolResult:
         """Add a photo of a known individual; searchable as soon as this returns.
 
@@ -102,45 +119,27 @@ class Catalogue:
             species: recorded on the individual if it has none yet.
             source_name: the file name, shown as evidence in answers; the start of the
                 content hash when not given.
-            features: already extracted features of this photo (saves extracting twice).
+            move: a photo already stored under another individual moves to this one.
+            new_individual: `individual_id` must not exist yet (a reviewer's "no match").
+            prepared: its features, already extracted (see `enrol_all`).
+
+        Raises:
+            PhotoElsewhere: the photo is stored under another individual and `move` is
+                not set; nothing changes.
+            Conflict: `new_individual` is set and the individual exists.
+            ImageError: "low_confidence", the photo holds too little texture to be
+                matched (and no deep model would find it either).
         """
         if photo.content and hashlib.sha256(photo.content).hexdigest() != photo.sha256:
             raise InvalidInput("photo: content does not match its sha256")
         existing = self.store.image_by_sha256(photo.sha256)
-        if (
-            existing is not None
-            and photo.content
-            and (existing.file_bytes is None or not self.photos.has(photo.sha256))
-        ):
-            # Enrolled before photos were kept: keep it now.
-            with self.photos.adding():
-                self.photos.put(photo.content)
-                self.store.set_file(existing.id, len(photo.content), photo.format)
-        wanted = self._missing(existing.id if existing else None)
-        if not wanted:
-            assert existing is not None
-            return EnrolResult(
-                image_id=existing.id, individual_id=existing.individual_id, created=False
-            )
-        extracted: list[tuple[str, str, LocalFeatures | GlobalEmbedding]] = []
-        if self.extractor.name in wanted:
-            extracted.append(
-                (
-                    self.extractor.name,
-                    self.extractor.version,
-                    features or self.extractor.extract(photo),
-                )
-            )
-        if self.embedder is not None and self.embedder.name in wanted:
-            extracted.append(
-                (self.embedder.name, self.embedder.version, self.embedder.extract(photo))
-            )
+        if existing is not None and existing.individual_id != individual_id and not move:
+            raise PhotoElsewhere(existing.id, existing.individual_id, individual_id)
+        if new_individual and self.store.individual(individual_id) is not None:
+            raise Conflict(f"individual {individual_id!r} already exists")
         if existing is not None:
-            self.store.add_features(existing.id, extracted)
-            self._changed()
-            return EnrolResult(
-                image_id=existing.id, individual_id=existing.individual_id, created=False
-            )
+            return self._complete(existing, photo, individual_id, species)
+        extracted = prepared or self._extract(photo, self._missing(None))
         record = NewImage(
             sha256=photo.sha256,
             source_name=source_name or photo.sha256[:16],
@@ -167,6 +166,57 @@ class Catalogue:
             stored = self.store.image(image_id)
             individual_id = stored.individual_id if stored else individual_id
         return EnrolResult(image_id=image_id, individual_id=individual_id, created=created)
+
+    def enrol_all(
+        self, photos: Sequence[tuple[str, Photo]], individual_id: str
+    ) -> list[EnrolResult]:
+        """Enrol several (file name, photo) of one individual, all or none: every photo is
+        checked and its features extracted before any is stored."""
+        prepared = []
+        for _, photo in photos:
+            existing = self.store.image_by_sha256(photo.sha256)
+            if existing is not None and existing.individual_id != individual_id:
+                raise PhotoElsewhere(existing.id, existing.individual_id, individual_id)
+            prepared.append(None if existing else self._extract(photo, self._missing(None)))
+        return [
+            self.enrol(photo, individual_id, source_name=name, prepared=features)
+            for (name, photo), features in zip(photos, prepared, strict=True)
+        ]
+
+    def _complete(
+        self, existing: ImageRow, photo: Photo, individual_id: str, species: str | None
+    ) -> EnrolResult:
+        """A photo enrolled again: keep its file if it had none, give it the features it
+        lacks, and move it if it was asked to."""
+        if photo.content and (existing.file_bytes is None or not self.photos.has(photo.sha256)):
+            # Enrolled before photos were kept: keep it now.
+            with self.photos.adding():
+                self.photos.put(photo.content)
+                self.store.set_file(existing.id, len(photo.content), photo.format)
+        wanted = self._missing(existing.id)
+        if wanted:
+            self.store.add_features(existing.id, self._extract(photo, wanted))
+        if existing.individual_id != individual_id:
+            self.store.move_image(existing.id, individual_id, species)
+        self._changed()
+        return EnrolResult(image_id=existing.id, individual_id=individual_id, created=False)
+
+    def _extract(
+        self, photo: Photo, wanted: set[str]
+    ) -> list[tuple[str, str, LocalFeatures | GlobalEmbedding]]:
+        """The features of the extractors named in `wanted`; refuses a photo with too
+        little texture when no deep model is loaded to find it by its embedding."""
+        extracted: list[tuple[str, str, LocalFeatures | GlobalEmbedding]] = []
+        if self.extractor.name in wanted:
+            features = self.extractor.extract(photo)
+            if self.embedder is None and len(features.descriptors) < self.min_features:
+                raise ImageError("low_confidence", LOW_CONFIDENCE)
+            extracted.append((self.extractor.name, self.extractor.version, features))
+        if self.embedder is not None and self.embedder.name in wanted:
+            extracted.append(
+                (self.embedder.name, self.embedder.version, self.embedder.extract(photo))
+            )
+        return extracted
 
     def _missing(self, image_id: int | None) -> set[str]:
         """Names of the extractors whose features a stored photo lacks (all for None)."""

@@ -27,6 +27,9 @@ class Calibrations(msgspec.Struct, frozen=True, kw_only=True):
 
     local: Calibration = Calibration.unfitted(UNFITTED_HALF_SCORE)
     deep: Calibration = Calibration.unfitted(UNFITTED_HALF_COSINE)
+    photos: int = 0
+    """Searchable photos when they were fitted: the catalogue's growth since then says
+    when to fit them again."""
 
 
 class Scored(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,7 +85,13 @@ def decide(
     hits = deep_hits or {}
     if deep_hits is not None:
         probabilities = _fused(probabilities, hits, calibrations.deep, searched_locally)
-    order = sorted(probabilities, key=probabilities.__getitem__, reverse=True)[:top_k]
+    # Ties of probability (a flat stretch of the calibration) are broken by the score
+    # the probability is a function of, so the order never contradicts the evidence.
+    def rank(name: str) -> tuple[float, float, float]:
+        local, hit = best.get(name), hits.get(name)
+        return (probabilities[name], local.score if local else 0.0, hit.cosine if hit else -1.0)
+
+    order = sorted(probabilities, key=rank, reverse=True)[:top_k]
     candidates = [
         Scored(
             individual_id=name,

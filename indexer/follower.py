@@ -9,6 +9,7 @@ answering, a reader calls `catch_up`, which costs one small query when nothing c
 from __future__ import annotations
 
 import threading
+
 from embeddings.protocol import GlobalEmbedding, LocalFeatures
 from indexer.deep_search import DeepSearch
 from indexer.descriptor_index import DescriptorIndex

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Self
 
 import faiss
+import msgspec
 
 from embeddings.keypoints import KeypointConfig, RootSiftExtractor
 from embeddings.protocol import GlobalExtractor
@@ -32,7 +33,7 @@ from indexer.index_files import IndexState, load_index, save_index
 from indexer.local_search import LocalSearch, SearchParameters
 from indexer.photo_files import PHOTOS_DIR, PhotoFiles
 from indexer.pipeline import DeepSearchStage, Gate, GateStage, LocalSearchStage, Pipeline, Stage
-from indexer.refit import fit_calibrations, fit_deep
+from indexer.refit import calibration_due, fit_calibrations, fit_deep
 from indexer.results import GalleryStats, Progress
 from indexer.store import DATABASE_FILE, Store
 
@@ -74,7 +75,12 @@ class Gallery:
         self.calibrations = Calibrations()
         self.photos = PhotoFiles(index_dir.parent / PHOTOS_DIR)
         self.catalogue = Catalogue(
-            store, self.photos, extractor, embedder, self.follower.catch_up
+            store,
+            self.photos,
+            extractor,
+            embedder,
+            self.follower.catch_up,
+            min_features=search.min_query_features,
         )
         stages: list[Stage] = []
         models: list[str] = []
@@ -183,14 +189,28 @@ class Gallery:
         """Rebuild the searches from the database and refit the calibrations."""
         with self.follower.lock:
             self.follower.rebuild(progress)
-            self.refit()
+            self.refit(progress)
             self.save()
 
-    def refit(self) -> None:
+    def refit(self, progress: Progress | None = None) -> None:
         """Fit the calibrations on the gallery as it is now."""
         self.calibrations = fit_calibrations(
-            self.store, self._extractor_key, self.local, self.deep
+            self.store, self._extractor_key, self.local, self.deep, progress
         )
+        self.follower.changed = True
+
+    def refit_if_due(self, progress: Progress | None = None) -> bool:
+        """Refit the calibrations if the catalogue grew enough since they were fitted, so
+        probabilities stay calibrated as photos are enrolled (no rebuild needed).
+
+        Returns:
+            Whether they were refitted.
+        """
+        self.follower.catch_up()
+        if not calibration_due(self.calibrations, len(self.local.labels())):
+            return False
+        self.refit(progress)
+        return True
 
     def stats(self) -> GalleryStats:
         self.follower.catch_up()
@@ -227,7 +247,7 @@ class Gallery:
         self.calibrations = state.calibrations
         if self.deep is not None:
             # The saved state may predate the model: its deep calibration is refitted.
-            self.calibrations = Calibrations(
-                local=state.calibrations.local, deep=fit_deep(self.deep)
+            self.calibrations = msgspec.structs.replace(
+                state.calibrations, deep=fit_deep(self.deep)
             )
         self.save()

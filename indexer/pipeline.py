@@ -27,6 +27,7 @@ from indexer.local_search import LocalSearch, RankedImage
 from indexer.results import (
     FUSED,
     GATE_NOT_APPLIED,
+    LOW_CONFIDENCE,
     MAX_TOP_K,
     WEIGHT_FREE,
     Candidate,
@@ -40,7 +41,6 @@ from indexer.store import Store
 
 __all__ = ["Gate", "Pipeline", "Query", "Stage"]
 
-LOW_CONFIDENCE = "too little texture to match: the photo is blank, blurred or too small"
 NO_CETACEAN = "the gate found no whale or dolphin in the photo"
 
 

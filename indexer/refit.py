@@ -11,29 +11,46 @@ from indexer.calibration import Calibration, calibration_queries, fit_isotonic, 
 from indexer.decision import UNFITTED_HALF_COSINE, UNFITTED_HALF_SCORE, Calibrations
 from indexer.deep_search import CENTROID_BASE, DeepSearch
 from indexer.local_search import LocalSearch
+from indexer.results import Progress
 from indexer.store import Store
 
-__all__ = ["fit_calibrations", "fit_deep"]
+__all__ = ["calibration_due", "fit_calibrations", "fit_deep"]
 
 CALIBRATION_QUERIES = 300
 """Leave-one-out queries per fit: a few hundred pairs give a smooth isotonic curve, and
 each costs one search."""
+# Fewer new photos than this never trigger a refit: ten more pairs barely move the curve.
+_REFIT_MIN_NEW = 10
 
 
 def fit_calibrations(
-    store: Store, extractor: tuple[str, str], local: LocalSearch, deep: DeepSearch | None
+    store: Store,
+    extractor: tuple[str, str],
+    local: LocalSearch,
+    deep: DeepSearch | None,
+    progress: Progress | None = None,
 ) -> Calibrations:
     """Fit the local (and deep) calibration on the searches' current contents.
 
     Only upright features are stored, so these queries are never searched under roll
     hypotheses.
+
+    Args:
+        progress: progress(done, total) over the leave-one-out queries.
     """
-    local_fit = fit_isotonic(
-        *harvest(_local_queries(store, extractor, local), missing=0.0), UNFITTED_HALF_SCORE
-    )
+    photos = len(local.labels())
+    queries = _local_queries(store, extractor, local, progress)
+    local_fit = fit_isotonic(*harvest(queries, missing=0.0), UNFITTED_HALF_SCORE)
     if deep is None:
-        return Calibrations(local=local_fit)
-    return Calibrations(local=local_fit, deep=fit_deep(deep))
+        return Calibrations(local=local_fit, photos=photos)
+    return Calibrations(local=local_fit, deep=fit_deep(deep), photos=photos)
+
+
+def calibration_due(calibrations: Calibrations, photos: int) -> bool:
+    """Whether the catalogue grew enough since the calibrations were fitted to fit them
+    again: by a quarter, and by at least `_REFIT_MIN_NEW` photos."""
+    grown = photos - calibrations.photos
+    return grown >= max(_REFIT_MIN_NEW, calibrations.photos // 4)
 
 
 def fit_deep(deep: DeepSearch) -> Calibration:
@@ -42,10 +59,13 @@ def fit_deep(deep: DeepSearch) -> Calibration:
 
 
 def _local_queries(
-    store: Store, extractor: tuple[str, str], local: LocalSearch
+    store: Store, extractor: tuple[str, str], local: LocalSearch, progress: Progress | None
 ) -> Iterator[tuple[str, Mapping[str, float]]]:
     labels = local.labels()
-    for image_id in calibration_queries(labels, CALIBRATION_QUERIES):
+    queries = calibration_queries(labels, CALIBRATION_QUERIES)
+    for done, image_id in enumerate(queries, start=1):
+        if progress is not None:
+            progress(done, len(queries))
         row = store.feature(image_id, *extractor)
         if row is None or not isinstance(row.features, LocalFeatures):
             continue

@@ -20,6 +20,8 @@ RejectionReason = Literal[
     "not_a_marine_mammal", "low_confidence", "corrupted_image", "unsupported_format", "too_large"
 ]
 
+LOW_CONFIDENCE = "too little texture to match: the photo is blank, blurred or too small"
+
 WEIGHT_FREE = "weight-free (RootSIFT + spatial verification)"
 """How photos are identified while no deep model is loaded."""
 FUSED = "ArcFace embedding shortlist + RootSIFT verification, calibrated and fused"

@@ -32,26 +32,7 @@ from reporting import report_meta
 from embeddings.gate import GATE_MODEL, ClipGate
 from embeddings.gate_calibration import gate_metrics, score_manifest
 from embeddings.model_files import ModelFileError
-
-# (label, manifests, extra arguments). The last run carries the latency and memory bar,
-# so it runs alone, after the others, whatever --jobs says.
-RUNS: list[tuple[str, list[str], list[str]]] = [
-    ("humpback-flukes", ["humpback-flukes"], []),
-    ("rightwhale", ["rightwhale"], []),
-    ("happywhale", ["happywhale"], []),
-    ("humpback-flukes open set", ["humpback-flukes"], ["--open-set"]),
-]
-TIMED_RUN = ("humpback-flukes + rightwhale (one gallery)", ["humpback-flukes", "rightwhale"], [])
-NOT_MEASURED = {
-    "dolphin-fins": "one identified individual (1056) among unidentified fins: leave-one-out"
-    " top-1 would be 1.0 by construction, and its impostor protocol is not implemented",
-}
-"""Sets of ../shared/data left out of the identification runs, and why."""
-BARS = {
-    "humpback-flukes": ("top1", 0.80),
-    "rightwhale": ("top1", 0.60),
-    "happywhale": ("top1", 0.60),
-}
+from evaluation.accuracy_report import NOT_MEASURED, RUNS, TIMED_RUN, markdown, summary
 
 
 def main() -> int:
@@ -65,7 +46,14 @@ def main() -> int:
     parser.add_argument(
         "--models", type=Path, help="models folder; its clip-gate/ is scored on the gate set"
     )
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite accuracy.md from accuracy.json"
+    )
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads((args.out / "accuracy.json").read_text())
+        (args.out / "accuracy.md").write_text(markdown(saved["meta"], saved["runs"], saved["gate"]))
+        return 0
     if not args.data.is_dir():
         print(f"skipped: no data folder at {args.data} (it is not distributed)")
         return 0
@@ -93,7 +81,7 @@ def main() -> int:
     gate = _gate(args.data / "gate" / "manifest.csv", args.models)
     report = {"meta": meta, "runs": results, "gate": gate, "not_measured": NOT_MEASURED}
     (args.out / "accuracy.json").write_text(json.dumps(report, indent=2))
-    (args.out / "accuracy.md").write_text(_markdown(meta, results, gate))
+    (args.out / "accuracy.md").write_text(markdown(meta, results, gate))
     print(f"wrote {args.out / 'accuracy.md'}")
     return 0
 
@@ -118,7 +106,7 @@ def _run(data: Path, label: str, sets: list[str], extra: list[str]) -> dict:
     report["wall_s"] = round(time.perf_counter() - started, 1)
     report["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     report["command"] = " ".join(command[:-2] + ["--json", "OUT.json"])
-    print(_summary(label, report), flush=True)
+    print(summary(label, report), flush=True)
     return report
 
 
@@ -146,98 +134,6 @@ def _gate(manifest: Path, models: Path | None) -> dict:
         "unreadable": scored.unreadable,
         **msgspec.to_builtins(metrics),
     }
-
-
-def _summary(label: str, r: dict) -> str:
-    text = (
-        f"{label}: top1={r['top1']:.3f} top5={r['top5']:.3f} map5={r['map5']:.3f}"
-        f" n={r['n_queries']} query_ms_p50={r['query_ms_p50']:.0f}"
-        f" peak_rss={r['peak_rss_mib']:.0f} MiB"
-    )
-    if r.get("open_set"):
-        text += (
-            f" new_individual precision={r['new_individual_precision']:.3f}"
-            f" recall={r['new_individual_recall']:.3f}"
-        )
-    return text
-
-
-def _markdown(meta: dict, results: dict, gate: dict) -> str:
-    lines = [
-        "# Identification and gate metrics (weight-free RootSIFT path)",
-        "",
-        f"- command: `{meta['command']}`",
-        f"- date: {meta['date']}",
-        f"- machine: {meta['machine']}",
-        "- protocol: leave-one-out of `../shared/data/README.md`; query time includes feature"
-        " extraction; peak memory is the evaluating process's maximum RSS. The last run"
-        " (one gallery) ran alone; the others may have shared the 2 cores.",
-        "",
-        "| run | queries | top-1 | top-5 | MAP@5 | query ms p50 | p95 | peak MiB | bar |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for label, r in results.items():
-        bar = ""
-        if label in BARS:
-            metric, target = BARS[label]
-            bar = f"{metric} >= {target}: {'met' if r[metric] >= target else 'NOT met'}"
-        if label.endswith("(one gallery)"):
-            ok = r["query_ms_p50"] <= 200 and r["peak_rss_mib"] < 2048
-            bar = f"p50 <= 200 ms and < 2 GiB: {'met' if ok else 'NOT met'}"
-        if r.get("open_set"):
-            p, rc = r["new_individual_precision"] or 0, r["new_individual_recall"] or 0
-            bar = (
-                f"new_individual P={p:.3f} R={rc:.3f} (bar R >= 0.7 at P >= 0.7:"
-                f" {'met' if p >= 0.7 and rc >= 0.7 else 'NOT met'})"
-            )
-        lines.append(
-            f"| {label} | {r['n_queries']} | {r['top1']:.3f} | {r['top5']:.3f} |"
-            f" {r['map5']:.3f} | {r['query_ms_p50']:.0f} | {r['query_ms_p95']:.0f} |"
-            f" {r['peak_rss_mib']:.0f} | {bar} |"
-        )
-    lines += ["", "Per species (top-1):", ""]
-    for label, r in results.items():
-        parts = ", ".join(
-            f"{name} {s['top1']:.2f} (n={s['n_queries']})" for name, s in r["per_species"].items()
-        )
-        lines.append(f"- {label}: {parts}")
-    for label, r in results.items():
-        if r.get("new_individual_curve"):
-            lines += [
-                "",
-                f"Open set, {label}: `new_individual` precision / recall if"
-                " `engine.new_individual_threshold` were set to each value (the run used"
-                f" {r['engine']['new_individual_threshold']}):",
-                "",
-                "| threshold | precision | recall |",
-                "|---|---|---|",
-            ]
-            lines += [
-                f"| {p['threshold']:.2f} | {p['precision']:.3f} | {p['recall']:.3f} |"
-                for p in r["new_individual_curve"]
-            ]
-    lines += ["", "Not measured:", ""]
-    lines += [f"- {name}: {why}" for name, why in NOT_MEASURED.items()]
-    lines += ["", "## Cetacean gate", ""]
-    if gate["measured"]:
-        lines += [
-            f"Model {gate['model']} at threshold {gate['threshold']:.3f}"
-            f" ({gate['threshold_source']}), {gate['photos']} photos of the gate set:",
-            "",
-            "| TP | FP | TN | FN | TPR | TNR | precision | F1 | ROC-AUC |",
-            "|---|---|---|---|---|---|---|---|---|",
-            f"| {gate['tp']} | {gate['fp']} | {gate['tn']} | {gate['fn']} | {gate['tpr']:.3f} |"
-            f" {gate['tnr']:.3f} | {gate['precision']:.3f} | {gate['f1']:.3f} |"
-            f" {gate['roc_auc']:.3f} |",
-        ]
-    else:
-        lines.append(f"Not measured: {gate['why']}.")
-    lines += ["", "Commands of each run:", ""]
-    lines += [
-        f"- {label}: `{r['command']}` ({r['wall_s']} s, {r.get('date', meta['date'])})"
-        for label, r in results.items()
-    ]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -12,11 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 
 import anyio.to_thread
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -28,6 +27,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from embeddings.registry import LoadedModels, load_models
 from indexer.gallery import Gallery
+from indexer.results import Progress
+from service.api_docs import doc_plugins
 from service.config import Settings
 from service.errors import handle_error
 from service.metrics import Metrics
@@ -39,6 +40,7 @@ __all__ = ["create_app"]
 
 # Probes and scrapes must never be refused: a throttled probe gets a healthy pod killed.
 _NOT_RATE_LIMITED = ("/health", "/ready", "/metrics")
+_DOCS = "/schema"
 
 
 class _MeterRequests(ASGIMiddleware):
@@ -69,29 +71,46 @@ class _MeterRequests(ASGIMiddleware):
 
 @asynccontextmanager
 async def _lifespan(app: Litestar) -> AsyncIterator[None]:
-    """Open the gallery for the app's lifetime; closing it saves the derived index."""
+    """Open the gallery in the background for the app's lifetime (so /health answers at
+    once, whatever a rebuild costs); closing it saves the derived index."""
     settings: Settings = app.state.settings
     models: LoadedModels | None = app.state.models
     if models is None:
         models = await anyio.to_thread.run_sync(
             load_models, settings.models_dir, settings.model_threads
         )
-    gallery = await anyio.to_thread.run_sync(
-        partial(
-            Gallery.open,
+    runtime = Runtime(settings, Metrics())
+    app.state.runtime = runtime
+
+    def open_gallery(progress: Progress) -> Gallery:
+        return Gallery.open(
             Path(settings.data_dir),
             features=settings.features.keypoints(),
             engine=settings.engine,
             embedder=models.embedder,
             gate=models.gate,
             max_pixels=settings.max_image_pixels,
+            progress=progress,
         )
-    )
-    app.state.runtime = Runtime(settings, gallery, Metrics())
-    try:
-        yield
-    finally:
-        await anyio.to_thread.run_sync(gallery.close)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(runtime.open, open_gallery)
+        tasks.start_soon(runtime.keep_calibrated)
+        try:
+            yield
+        finally:
+            tasks.cancel_scope.cancel()
+    # Shutting down waited for an opening or a refit in progress; now save and close.
+    await anyio.to_thread.run_sync(runtime.close)
+
+
+async def _wait_for_catalogue(request: Request) -> None:
+    """Every route but the probes needs the catalogue: wait for it to open (briefly),
+    else 503 with Retry-After."""
+    if not request.route_handler.opt.get("public") and not request.url.path.startswith(
+        _DOCS
+    ):
+        await request.app.state.runtime.wait_open()
 
 
 def _provide_runtime(state: State) -> Runtime:
@@ -152,8 +171,11 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> Litest
         if settings.cors_origins
         else None,
         exception_handlers={Exception: handle_error},
+        before_request=_wait_for_catalogue,
         lifespan=[_lifespan],
         state=State({"settings": settings, "models": models}),
         request_max_body_size=settings.max_upload_bytes + identify.MULTIPART_OVERHEAD,
-        openapi_config=OpenAPIConfig(title="whaleid", version="1"),
+        openapi_config=OpenAPIConfig(
+            title="whaleid", version="1", path=_DOCS, render_plugins=doc_plugins()
+        ),
     )

@@ -12,6 +12,7 @@ from http import HTTPStatus
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 
 from embeddings.photo import ImageError
 from indexer.store import Conflict, InvalidInput, NotFound, StoreError
@@ -23,7 +24,9 @@ __all__ = [
     "PayloadTooLarge",
     "ServiceError",
     "Unauthorized",
+    "Unavailable",
     "error_status",
+    "errors",
     "handle_error",
 ]
 
@@ -58,6 +61,17 @@ class PayloadTooLarge(ServiceError):
     code = "payload_too_large"
 
 
+class Unavailable(ServiceError):
+    """The catalogue is not open yet (its index is being rebuilt); try again later."""
+
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 # Litestar's own refusals get the same codes as ours (HTTP's phrase for 413 is the
 # older "Request Entity Too Large").
 _HTTP_CODES = {HTTPStatus.REQUEST_ENTITY_TOO_LARGE: PayloadTooLarge.code}
@@ -75,6 +89,31 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     """Machine-readable code, e.g. "bad_request", "payload_too_large", "corrupted_image"."""
     detail: str
     """What went wrong, for a person."""
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request: a missing or empty field, a value out of range",
+    401: "A write (or, with protect_reads, any request) without the right API key",
+    404: "No such individual or image",
+    409: "Conflicts with the catalogue: an id already taken, or a photo already stored"
+    " under another individual (the detail names it)",
+    413: "Upload above the size limits",
+    422: "A photo that cannot be used (corrupted_image, unsupported_format, too_large,"
+    " low_confidence) or a batch that is not a ZIP; the code says which",
+    429: "Too many requests from this address (see the RateLimit-* headers)",
+    503: "The catalogue is still opening (its index is being rebuilt); see Retry-After",
+}
+# What any route that needs the catalogue may answer, whatever it does.
+_EVERY_ROUTE = (400, 401, 429, 503)
+
+
+def errors(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries of the error answers a route gives: those every route may give,
+    and `codes`; each with the `ErrorBody` schema the handler really sends."""
+    return {
+        code: ResponseSpec(ErrorBody, description=_DESCRIPTIONS[code])
+        for code in sorted({*_EVERY_ROUTE, *codes})
+    }
 
 
 def error_status(exc: Exception) -> tuple[int, str, str]:
@@ -103,6 +142,9 @@ def error_status(exc: Exception) -> tuple[int, str, str]:
         status = HTTPStatus(exc.status_code)
         code = _HTTP_CODES.get(status, status.phrase.lower().replace(" ", "_"))
         return status, code, str(exc.detail)
+    if isinstance(exc, UnicodeDecodeError):
+        # A multipart text field that is not UTF-8: the client's encoding, not ours.
+        return HTTPStatus.BAD_REQUEST, "bad_request", f"a form field is not UTF-8 text: {exc}"
     if isinstance(exc, InvalidInput):
         return HTTPStatus.BAD_REQUEST, "bad_request", str(exc)
     if isinstance(exc, StoreError):

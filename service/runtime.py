@@ -8,48 +8,152 @@ is module-level state.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import partial
 from pathlib import PurePosixPath
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
+import msgspec
 from anyio import CapacityLimiter
 from litestar.datastructures import UploadFile
 
+from indexer.catalogue import Catalogue
 from indexer.gallery import Gallery
-from indexer.results import Identification, RejectionReason
+from indexer.pipeline import Pipeline
+from indexer.results import Identification, Progress, RejectionReason
 from service.config import Settings
-from service.errors import PayloadTooLarge
+from service.errors import PayloadTooLarge, Unavailable
 from service.metrics import Metrics
 
-__all__ = ["Runtime", "file_name", "read_limited"]
+__all__ = ["Opening", "Runtime", "file_name", "read_limited"]
 
 _T = TypeVar("_T")
+_log = logging.getLogger(__name__)
+# Threads for catalogue reads (pages, records, photo files); they are short.
+_READ_THREADS = 4
+# A request that needs the gallery waits this long for it to open (a small catalogue
+# opens in well under a second), then gets 503 with Retry-After.
+_WAIT_FOR_GALLERY_S = 10.0
+_RETRY_AFTER_S = 5
+# How often the catalogue's growth is checked for a calibration refit (a cheap check).
+_REFIT_CHECK_S = 30.0
+
+
+class Opening(msgspec.Struct, kw_only=True):
+    """How far opening the gallery has got: shown by /ready until it is open."""
+
+    phase: str = "opening the catalogue"
+    done: int = 0
+    total: int = 0
+    error: str | None = None
+    """Why the gallery could not be opened; the service then stays unready."""
 
 
 class Runtime:
     """The service's open resources.
 
+    The gallery is opened in the background (`open`), so the process answers /health at
+    once even when the index must be rebuilt; until it is open, /ready says how far it
+    got and requests that need it wait up to `_WAIT_FOR_GALLERY_S`, then get 503.
+
     Args:
         settings: the configuration.
-        gallery: the open gallery; the runtime does not own it (the lifespan closes it).
         metrics: where requests and rejections are counted.
     """
 
-    def __init__(self, settings: Settings, gallery: Gallery, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
-        self.gallery = gallery
-        self.pipeline = gallery.pipeline
-        self.catalogue = gallery.catalogue
         self.metrics = metrics
+        self.opening = Opening()
+        self._gallery: Gallery | None = None
+        self._opened = anyio.Event()
         # Must be created inside the event loop the requests run on (the lifespan's).
         self.limiter = CapacityLimiter(settings.workers)
+        # Reads of the catalogue never queue behind photos being identified.
+        self.read_limiter = CapacityLimiter(_READ_THREADS)
+
+    async def open(self, open_gallery: Callable[[Progress], Gallery]) -> None:
+        """Open the gallery in a worker thread; progress and failure go to `opening`."""
+
+        def progress(done: int, total: int) -> None:
+            if total != self.opening.total:  # a new phase: rebuild, then calibration
+                self.opening.phase = (
+                    "rebuilding the search index" if self.opening.total == 0 else "calibrating"
+                )
+            self.opening.done, self.opening.total = done, total
+
+        try:
+            self._gallery = await anyio.to_thread.run_sync(open_gallery, progress)
+        except Exception as exc:  # noqa: BLE001 - reported by /ready, and logged
+            self.opening.error = f"{type(exc).__name__}: {exc}"
+            _log.error("the catalogue could not be opened: %s", self.opening.error)
+        finally:
+            self._opened.set()
+
+    async def keep_calibrated(self) -> None:
+        """Refit the probability calibrations whenever the catalogue has grown enough
+        (by enrolment here or from any other process), off the request pools."""
+        await self._opened.wait()
+        while self._gallery is not None:
+            await anyio.to_thread.run_sync(self._gallery.refit_if_due)
+            await anyio.sleep(_REFIT_CHECK_S)
+
+    async def wait_closable(self) -> None:
+        """Wait until an opening in progress has ended (a thread cannot be cancelled)."""
+        await self._opened.wait()
+
+    def close(self) -> None:
+        if self._gallery is not None:
+            self._gallery.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._gallery is not None
+
+    async def wait_open(self) -> None:
+        """Wait a little for the gallery; `Unavailable` (503) if it is still not open."""
+        with anyio.move_on_after(_WAIT_FOR_GALLERY_S):
+            await self._opened.wait()
+        if self._gallery is None:
+            raise Unavailable(self.status(), retry_after=_RETRY_AFTER_S)
+
+    def status(self) -> str:
+        """What keeps the gallery from being open, for a person."""
+        opening = self.opening
+        if opening.error is not None:
+            return f"the catalogue could not be opened: {opening.error}"
+        if opening.total:
+            return f"{opening.phase}: {opening.done} of {opening.total}"
+        return opening.phase
+
+    @property
+    def gallery(self) -> Gallery:
+        if self._gallery is None:
+            raise Unavailable(self.status(), retry_after=_RETRY_AFTER_S)
+        return self._gallery
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.gallery.pipeline
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.gallery.catalogue
 
     async def run(self, func: Callable[[], _T]) -> _T:
         """Run CPU-bound work in a worker thread, at most `Settings.workers` at once, so
         the event loop keeps answering probes while photos are processed."""
+        await self.wait_open()
         return await anyio.to_thread.run_sync(func, limiter=self.limiter)
+
+    async def read(self, func: Callable[[], _T]) -> _T:
+        """Run a catalogue read in its own small pool: reads never wait behind
+        identifications."""
+        await self.wait_open()
+        return await anyio.to_thread.run_sync(func, limiter=self.read_limiter)
 
     async def identify(self, name: str, content: bytes, top_k: int | None) -> Identification:
         """Decode and identify one photo in the worker pool."""

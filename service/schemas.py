@@ -41,6 +41,7 @@ __all__ = [
     "MergeResult",
     "NewIndividual",
     "ReadyResponse",
+    "StartingResponse",
     "RejectionReason",
     "ReviewForm",
     "ReviewResult",
@@ -65,6 +66,17 @@ class ReadyResponse(msgspec.Struct, frozen=True, kw_only=True):
     """The gate model and threshold when loaded."""
 
 
+class StartingResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """/ready while the catalogue is not open yet (503)."""
+
+    status: Literal["starting", "failed"]
+    """failed: it could not be opened (the detail says why); the service stays unready."""
+    detail: str
+    done: int = 0
+    """Photos (or calibration queries) processed in the current phase."""
+    total: int = 0
+
+
 class IdentifyForm(msgspec.Struct, kw_only=True):
     """Multipart body of POST /v1/identify."""
 
@@ -85,6 +97,9 @@ class EnrolForm(msgspec.Struct, kw_only=True):
     file: UploadFile
     individual_id: str
     species: str | None = None
+    move: bool = False
+    """A photo already stored under another individual moves to this one; without it
+    that is a 409 naming where the photo is."""
 
 
 class ImagesForm(msgspec.Struct, kw_only=True):
@@ -104,6 +119,8 @@ class ReviewForm(msgspec.Struct, kw_only=True):
     """For confirm, the individual; for no_match, the id to give the new individual
     (one is made up from the date and the photo's hash when omitted)."""
     species: str | None = None
+    move: bool = False
+    """The photo is already stored under another individual: move it (else 409)."""
 
 
 IdentifyResponse = Identification

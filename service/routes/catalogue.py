@@ -21,7 +21,7 @@ from embeddings.images import load_photo, media_type
 from indexer.photo_files import THUMBNAIL_SIZES
 from indexer.results import EnrolResult
 from indexer.store import ImageRow, Individual, NotFound
-from service.errors import BadRequest, ErrorBody, PayloadTooLarge
+from service.errors import BadRequest, ErrorBody, PayloadTooLarge, errors
 from service.runtime import Runtime, file_name
 from service.schemas import (
     DeleteResult,
@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 MAX_PAGE = 500
+# SQLite integers are 64-bit: a larger offset is a 400, not an overflow.
+MAX_OFFSET = 2**62
 MAX_PHOTOS_PER_REQUEST = 100
 IMAGE_FILE_PATH = "/v1/images/{image_id}/file"
 """Where a stored photo's file is served (`{image_id}` to fill in)."""
@@ -62,6 +64,7 @@ IMAGE_FILE_PATH = "/v1/images/{image_id}/file"
 # image's id is never reused.
 _IMMUTABLE = "private, max-age=31536000, immutable"
 _FILE_RESPONSES = {
+    **errors(),
     304: ResponseSpec(None, description="Not modified: the `If-None-Match` ETag matches"),
     404: ResponseSpec(
         ErrorBody,
@@ -70,7 +73,7 @@ _FILE_RESPONSES = {
 }
 
 
-@post("/v1/enrol")
+@post("/v1/enrol", responses=errors(409, 413, 422))
 async def enrol(
     data: Annotated[EnrolForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],
@@ -78,25 +81,33 @@ async def enrol(
     """Add a labelled photo to the gallery: 201 when stored, 200 when already there."""
     individual_id = _required("individual_id", data.individual_id)
     content = await runtime.read_photo(data.file)
+    photo = await runtime.run(
+        partial(load_photo, content, max_pixels=runtime.settings.max_image_pixels)
+    )
     result = await runtime.run(
         partial(
-            _enrol, runtime, content, individual_id, _optional(data.species), file_name(data.file)
+            runtime.catalogue.enrol,
+            photo,
+            individual_id,
+            species=_optional(data.species),
+            source_name=file_name(data.file),
+            move=data.move,
         )
     )
     status = HTTPStatus.CREATED if result.created else HTTPStatus.OK
     return Response(result, status_code=int(status))
 
 
-@get("/v1/individuals")
+@get("/v1/individuals", responses=errors())
 async def list_individuals(
     runtime: NamedDependency[Runtime],
     species: FromQuery[str | None] = None,
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
 ) -> IndividualPage:
     """A page of individuals ordered by id, optionally of one species."""
     # One more than asked tells whether another page follows.
-    rows = await runtime.run(
+    rows = await runtime.read(
         partial(runtime.catalogue.list_individuals, species, limit + 1, offset)
     )
     more = len(rows) > limit
@@ -105,7 +116,7 @@ async def list_individuals(
     )
 
 
-@post("/v1/individuals")
+@post("/v1/individuals", responses=errors(409))
 async def create_individual(
     data: JSONBody[NewIndividual], runtime: NamedDependency[Runtime]
 ) -> Individual:
@@ -121,15 +132,15 @@ async def create_individual(
     )
 
 
-@get("/v1/individuals/{individual_id:str}")
+@get("/v1/individuals/{individual_id:str}", responses=errors(404))
 async def get_individual(
     individual_id: FromPath[str], runtime: NamedDependency[Runtime]
 ) -> IndividualDetail:
     """An individual with its photos (sightings: EXIF date and GPS when known)."""
-    return await runtime.run(partial(_detail, runtime, individual_id))
+    return await runtime.read(partial(_detail, runtime, individual_id))
 
 
-@patch("/v1/individuals/{individual_id:str}")
+@patch("/v1/individuals/{individual_id:str}", responses=errors(404, 409))
 async def update_individual(
     individual_id: FromPath[str], data: JSONBody[IndividualPatch], runtime: NamedDependency[Runtime]
 ) -> Individual:
@@ -137,7 +148,11 @@ async def update_individual(
     return await runtime.run(partial(_update, runtime, individual_id, data))
 
 
-@post("/v1/individuals/{individual_id:str}/merge", status_code=HTTPStatus.OK)
+@post(
+    "/v1/individuals/{individual_id:str}/merge",
+    status_code=HTTPStatus.OK,
+    responses=errors(404, 409),
+)
 async def merge_individual(
     individual_id: FromPath[str], data: JSONBody[MergeRequest], runtime: NamedDependency[Runtime]
 ) -> MergeResult:
@@ -145,7 +160,9 @@ async def merge_individual(
     return await runtime.run(partial(_merge, runtime, data.source, individual_id))
 
 
-@delete("/v1/individuals/{individual_id:str}", status_code=HTTPStatus.OK)
+@delete(
+    "/v1/individuals/{individual_id:str}", status_code=HTTPStatus.OK, responses=errors(404)
+)
 async def delete_individual(
     individual_id: FromPath[str], runtime: NamedDependency[Runtime]
 ) -> DeleteResult:
@@ -154,7 +171,7 @@ async def delete_individual(
     return DeleteResult(deleted_images=deleted)
 
 
-@post("/v1/individuals/{individual_id:str}/images")
+@post("/v1/individuals/{individual_id:str}/images", responses=errors(404, 409, 413, 422))
 async def add_images(
     individual_id: FromPath[str],
     data: Annotated[ImagesForm, Body(media_type=RequestEncodingType.MULTI_PART)],
@@ -178,16 +195,13 @@ async def add_images(
             for name, content in photos
         ]
     )
-    return [
-        await runtime.run(partial(runtime.catalogue.enrol, photo, individual_id, source_name=name))
-        for name, photo in decoded
-    ]
+    return await runtime.run(partial(runtime.catalogue.enrol_all, decoded, individual_id))
 
 
-@get("/v1/images/{image_id:int}")
+@get("/v1/images/{image_id:int}", responses=errors(404))
 async def get_image(image_id: FromPath[int], runtime: NamedDependency[Runtime]) -> ImageRow:
     """One stored photo's record (`file_bytes` is null when its file is not kept)."""
-    row = await runtime.run(partial(runtime.catalogue.image, image_id))
+    row = await runtime.read(partial(runtime.catalogue.image, image_id))
     if row is None:
         raise NotFound(f"image {image_id} not found")
     return row
@@ -207,11 +221,11 @@ async def get_image_file(
     Cached for good (`ETag` is the quoted sha256; `If-None-Match` answers 304). 404 for
     an unknown image and for one enrolled before photo files were kept.
     """
-    row = await runtime.run(partial(_stored_image, runtime, image_id))
+    row = await runtime.read(partial(_stored_image, runtime, image_id))
     etag = f'"{row.sha256}"'
     if _matches(request.headers.get("if-none-match"), etag):
         return _not_modified(etag)
-    content = await runtime.run(partial(_read_file, runtime, row))
+    content = await runtime.read(partial(_read_file, runtime, row))
     return Response(
         content,
         media_type=media_type(content, row.format),
@@ -243,24 +257,24 @@ async def get_image_thumbnail(
 ) -> Response[bytes]:
     """A JPEG thumbnail of the stored photo (EXIF orientation applied), made once and
     cached; the same caching headers as the file, with an ETag that names the size."""
-    row = await runtime.run(partial(_stored_image, runtime, image_id))
+    row = await runtime.read(partial(_stored_image, runtime, image_id))
     etag = f'"{row.sha256}-{size}"'
     if _matches(request.headers.get("if-none-match"), etag):
         return _not_modified(etag)
-    content = await runtime.run(partial(_thumbnail, runtime, row, size))
+    content = await runtime.read(partial(_thumbnail, runtime, row, size))
     return Response(
         content, media_type="image/jpeg", headers={"ETag": etag, "Cache-Control": _IMMUTABLE}
     )
 
 
-@delete("/v1/images/{image_id:int}", status_code=HTTPStatus.NO_CONTENT)
+@delete("/v1/images/{image_id:int}", status_code=HTTPStatus.NO_CONTENT, responses=errors(404))
 async def delete_image(image_id: FromPath[int], runtime: NamedDependency[Runtime]) -> None:
     """Delete one photo; its individual stays."""
     if not await runtime.run(partial(runtime.catalogue.delete_image, image_id)):
         raise NotFound(f"image {image_id} not found")
 
 
-@post("/v1/review", status_code=HTTPStatus.OK)
+@post("/v1/review", status_code=HTTPStatus.OK, responses=errors(404, 409, 413, 422))
 async def review(
     data: Annotated[ReviewForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],
@@ -276,13 +290,6 @@ async def review(
 
 
 # ---------------------------------------------------------------------- work (in the pool)
-
-
-def _enrol(
-    runtime: Runtime, content: bytes, individual_id: str, species: str | None, name: str
-) -> EnrolResult:
-    photo = load_photo(content, max_pixels=runtime.settings.max_image_pixels)
-    return runtime.catalogue.enrol(photo, individual_id, species=species, source_name=name)
 
 
 def _stored_image(runtime: Runtime, image_id: int) -> ImageRow:
@@ -376,17 +383,24 @@ def _review(runtime: Runtime, data: ReviewForm, content: bytes, name: str) -> Re
             raise BadRequest("individual_id: required to confirm a match")
         if catalogue.individual(requested) is None:
             raise NotFound(f"individual {requested!r} not found")
-        individual_id, created_individual = requested, False
+        individual_id = requested
     else:
         individual_id = requested or f"new-{time.strftime('%Y%m%d')}-{photo.sha256[:8]}"
-        catalogue.create_individual(individual_id, species=species)
-        created_individual = True
-    result = catalogue.enrol(photo, individual_id, species=species, source_name=name)
+    # One call: a photo stored under another individual (without `move`), or a "new"
+    # individual that exists, is refused before anything is written.
+    result = catalogue.enrol(
+        photo,
+        individual_id,
+        species=species,
+        source_name=name,
+        move=data.move,
+        new_individual=data.verdict == "no_match",
+    )
     return ReviewResult(
         verdict=data.verdict,
         individual_id=result.individual_id,
         image_id=result.image_id,
-        created_individual=created_individual,
+        created_individual=data.verdict == "no_match",
         created_image=result.created,
     )
 

@@ -17,7 +17,7 @@ from litestar.response import Stream
 
 from indexer.results import MAX_TOP_K
 from service.archive import ArchiveEntry, ArchiveError, ArchiveLimits, read_archive
-from service.errors import BadRequest, ErrorBody, PayloadTooLarge, error_status
+from service.errors import BadRequest, ErrorBody, PayloadTooLarge, error_status, errors
 from service.runtime import Runtime, file_name, read_limited
 from service.schemas import (
     BatchForm,
@@ -45,7 +45,7 @@ _ENTRY_REASONS: dict[str, tuple[RejectionReason, str]] = {
 TopK = Annotated[int | None, Parameter(ge=1, le=MAX_TOP_K, description="candidates to return")]
 
 
-@post("/v1/identify", status_code=HTTPStatus.OK, opt={"read": True})
+@post("/v1/identify", status_code=HTTPStatus.OK, opt={"read": True}, responses=errors(413))
 async def identify(
     data: Annotated[IdentifyForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],
@@ -56,7 +56,12 @@ async def identify(
     return await runtime.identify(file_name(data.file), content, top_k)
 
 
-@post("/v1/identify/batch", status_code=HTTPStatus.OK, opt={"read": True})
+@post(
+    "/v1/identify/batch",
+    status_code=HTTPStatus.OK,
+    opt={"read": True},
+    responses=errors(413, 422),
+)
 async def identify_batch(
     data: Annotated[BatchForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],
@@ -73,7 +78,9 @@ async def identify_batch(
     return Stream(_ndjson(photos, runtime, top_k), media_type=NDJSON)
 
 
-@post("/v1/predict-single", status_code=HTTPStatus.OK, opt={"read": True})
+@post(
+    "/v1/predict-single", status_code=HTTPStatus.OK, opt={"read": True}, responses=errors(413)
+)
 async def predict_single(
     data: Annotated[IdentifyForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],
@@ -83,7 +90,12 @@ async def predict_single(
     return _detection(await runtime.identify(file_name(data.file), content, 1))
 
 
-@post("/v1/predict-batch", status_code=HTTPStatus.OK, opt={"read": True})
+@post(
+    "/v1/predict-batch",
+    status_code=HTTPStatus.OK,
+    opt={"read": True},
+    responses=errors(413, 422),
+)
 async def predict_batch(
     data: Annotated[IdentifyForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],

@@ -7,22 +7,27 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+import anyio
 import anyio.to_thread
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery
 from litestar.response import Stream
 
 from indexer.sightings import darwin_core_csv, iter_sightings, sightings_csv
+from service.errors import errors
 from service.metrics import CONTENT_TYPE
 from service.routes.catalogue import IMAGE_FILE_PATH
 from service.runtime import Runtime
-from service.schemas import HealthResponse, ReadyResponse
+from service.schemas import HealthResponse, ReadyResponse, StartingResponse
 
 __all__ = ["export", "health", "metrics", "ready"]
 
 # Rows are handed from the worker thread to the event loop in chunks, not one by one.
 _EXPORT_CHUNK_ROWS = 500
+# /ready waits this long for an opening catalogue: within a probe's usual 1 s timeout.
+_READY_WAIT_S = 0.8
 
 
 @get("/health", sync_to_thread=False, opt={"public": True})
@@ -31,10 +36,31 @@ def health() -> HealthResponse:
     return HealthResponse()
 
 
-@get("/ready", opt={"public": True})
-async def ready(runtime: NamedDependency[Runtime]) -> ReadyResponse:
+@get(
+    "/ready",
+    opt={"public": True},
+    responses={
+        503: ResponseSpec(
+            data_container=StartingResponse,
+            description="The catalogue is still opening (its index is being rebuilt), or"
+            " could not be opened",
+        )
+    },
+)
+async def ready(runtime: NamedDependency[Runtime]) -> ReadyResponse | Response[StartingResponse]:
     """Readiness: the database and index are open; what they hold and how photos are
-    identified."""
+    identified. While the index is rebuilt at start-up: 503, with how far it got."""
+    with anyio.move_on_after(_READY_WAIT_S):
+        await runtime.wait_closable()
+    if not runtime.is_open:
+        opening = runtime.opening
+        body = StartingResponse(
+            status="failed" if opening.error else "starting",
+            detail=runtime.status(),
+            done=opening.done,
+            total=opening.total,
+        )
+        return Response(body, status_code=503, headers={"Retry-After": "5"})
     # anyio's default pool, not the workers' limiter: a probe must not queue behind a
     # burst of identifications, or the orchestrator would restart a busy, healthy pod.
     stats = await anyio.to_thread.run_sync(runtime.gallery.stats)
@@ -52,6 +78,8 @@ async def ready(runtime: NamedDependency[Runtime]) -> ReadyResponse:
 async def metrics(runtime: NamedDependency[Runtime]) -> Response[str]:
     """Prometheus metrics: requests and latency by route, rejections by reason, gallery
     size."""
+    if not runtime.is_open:  # still opening: the request counters only
+        return Response(runtime.metrics.render({}), media_type=CONTENT_TYPE)
     stats = await anyio.to_thread.run_sync(runtime.gallery.stats)
     text = runtime.metrics.render(
         {
@@ -67,7 +95,7 @@ async def metrics(runtime: NamedDependency[Runtime]) -> Response[str]:
     return Response(text, media_type=CONTENT_TYPE)
 
 
-@get("/v1/export")
+@get("/v1/export", responses=errors())
 async def export(
     request: Request,
     runtime: NamedDependency[Runtime],
@@ -78,6 +106,7 @@ async def export(
     (`format=dwc`) for GBIF/OBIS; optionally of one species. Streamed, so a large
     catalogue never sits whole in memory. Darwin Core's associatedMedia is the URL of
     the stored photo file under the address this request was sent to."""
+    await runtime.wait_open()
     sightings = iter_sightings(runtime.catalogue.store, species)
     if format == "dwc":
         media_url = str(request.base_url).rstrip("/") + IMAGE_FILE_PATH
@@ -87,7 +116,7 @@ async def export(
     filename = "occurrences.csv" if format == "dwc" else "sightings.csv"
     return Stream(
         _in_chunks(rows),
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 

@@ -51,6 +51,12 @@ def test_closed_set_finds_every_individual(entries: list[ManifestEntry]) -> None
     assert len(report.unreadable) == 1 and "broken.jpg: corrupted_image" in report.unreadable[0]
     assert report.per_species["humpback_whale"].n_queries == 3 * len(INDIVIDUALS)
     assert seen[-1][0] == seen[-1][1]
+    assert report.stages == ["decode", "local search", "decision"]
+    assert report.rejected == {}
+    # Every query's best candidate was right: each bin observed 1.0 at its own level.
+    assert sum(b.queries for b in report.reliability) == report.n_queries
+    assert all(b.observed == 1.0 and b.low <= b.predicted <= b.high for b in report.reliability)
+    assert report.known_called_new == pytest.approx(0.0)
 
 
 def test_open_set_holds_out_individuals(entries: list[ManifestEntry]) -> None:

@@ -359,6 +359,7 @@ def test_heavy_work_runs_in_a_bounded_pool_off_the_event_loop(
     peak = 0
 
     with TestClient(app) as client:
+        assert client.get("/ready").status_code == 200  # the gallery opens in the background
         pipeline = app.state.runtime.pipeline
         real_identify = pipeline.identify_photo
 

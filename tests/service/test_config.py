@@ -10,7 +10,14 @@ import pytest
 
 from embeddings.keypoints import KeypointConfig
 from indexer.config import EngineConfig
-from service.config import CONFIG_ENV, ENV_OVERRIDES, ConfigError, Settings, load_settings
+from service.config import (
+    CONFIG_ENV,
+    ENV_OVERRIDES,
+    ConfigError,
+    FeatureSettings,
+    Settings,
+    load_settings,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -164,6 +171,6 @@ def test_readme_documents_every_setting_and_variable() -> None:
     documented = set(re.findall(r"^\|\s*`([a-z_]+)`", text, flags=re.MULTILINE))
 
     assert set(Settings.__struct_fields__) <= documented
-    for table in (KeypointConfig, EngineConfig):
+    for table in (FeatureSettings, EngineConfig):
         assert all(f"`{field}`" in text for field in table.__struct_fields__), table.__name__
     assert all(f"`{variable}`" in text for variable in (*ENV_OVERRIDES, CONFIG_ENV))

@@ -1,0 +1,66 @@
+"""The service answers at once, whatever opening the catalogue costs: /health at once,
+/ready 503 with progress while the index is rebuilt, identification 503 with Retry-After
+until it is open."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+import service.app
+import service.runtime
+from indexer.gallery import Gallery
+from service.app import create_app
+from service.config import Settings
+from tests.synthetic import encode, sighting
+
+
+def test_probes_answer_while_the_catalogue_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    real_open = Gallery.open
+
+    def slow_open(data_dir: Path, **kwargs):  # type: ignore[no-untyped-def]
+        progress = kwargs["progress"]
+        progress(120, 1000)  # as a rebuild reports it
+        assert release.wait(timeout=30)
+        return real_open(data_dir, **kwargs)
+
+    monkeypatch.setattr(service.app.Gallery, "open", slow_open)
+    monkeypatch.setattr(service.runtime, "_WAIT_FOR_GALLERY_S", 0.2)
+    app = create_app(Settings(data_dir=str(tmp_path / "data"), rate_limit_per_minute=0))
+    with TestClient(app) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        starting = client.get("/ready")
+        assert starting.status_code == 503
+        assert starting.json() == {
+            "status": "starting",
+            "detail": "rebuilding the search index: 120 of 1000",
+            "done": 120,
+            "total": 1000,
+        }
+        busy = client.post("/v1/identify", files={"file": ("q.jpg", encode(sighting(1, 0)))})
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "5"
+        assert busy.json()["error"] == "unavailable"
+        assert client.get("/v1/individuals").status_code == 503
+        assert client.get("/metrics").status_code == 200
+        release.set()
+        assert client.get("/ready").status_code == 200
+        answer = client.post("/v1/identify", files={"file": ("q.jpg", encode(sighting(1, 0)))})
+        assert answer.status_code == 200
+
+
+def test_a_catalogue_that_cannot_be_opened_leaves_the_service_unready(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("not a data folder")
+    with TestClient(create_app(Settings(data_dir=str(not_a_folder)))) as client:
+        assert client.get("/health").status_code == 200
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "failed"
+        assert "could not be opened" in ready.json()["detail"]
