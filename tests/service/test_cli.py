@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import service.cli
+import service.cli._catalogue
 from embeddings.images import load_photo_file
 from embeddings.keypoints import KeypointConfig
 from indexer.config import EngineConfig
@@ -248,7 +248,7 @@ def test_interrupted_enrol_keeps_what_was_acknowledged(
             raise KeyboardInterrupt
         return load_photo_file(path, **kwargs)
 
-    monkeypatch.setattr(service.cli, "load_photo_file", load_then_interrupt)
+    monkeypatch.setattr(service.cli._catalogue, "load_photo_file", load_then_interrupt)
 
     code, out, _ = run(capsys, "enrol", tmp_path / "photos", "--data", data)
     monkeypatch.undo()

@@ -32,7 +32,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import service.client as client_module
+import service.client._async as async_module
+import service.client._sync as sync_module
 from indexer.results import EnrolResult
 from service.client import (
     MAX_RETRY_DELAY,
@@ -571,8 +572,8 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def async_sleep(seconds: float) -> None:
         waited.append(seconds)
 
-    monkeypatch.setattr(client_module, "_sleep", waited.append)
-    monkeypatch.setattr(client_module, "_async_sleep", async_sleep)
+    monkeypatch.setattr(sync_module, "_sleep", waited.append)
+    monkeypatch.setattr(async_module, "_async_sleep", async_sleep)
     return waited
 
 

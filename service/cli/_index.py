@@ -1,0 +1,92 @@
+"""The index commands: rebuild, import-centroids, and stats."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from service.cli._data import opened_gallery
+from service.cli._exits import EXIT_OK, CommandError
+from service.cli._output import progress_bar
+from service.config import Settings
+
+__all__ = ["import_centroids", "rebuild", "stats"]
+
+# Photos named in a summary line; the rest are counted.
+_SHOWN = 5
+
+
+def rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    """Give stored photos the features of the current extractor settings and models,
+    from their stored files, then rebuild the derived search index from the database."""
+    with opened_gallery(settings) as gallery:
+        with progress_bar("re-extract", "photo") as progress:
+            done = gallery.catalogue.reextract(progress)
+        with progress_bar("rebuild", "image") as progress:
+            gallery.rebuild(progress=progress)
+    if done.extracted:
+        print(f"features extracted from {done.extracted} stored photos")
+    missing = [u for u in done.unextracted if u.reason == "no_file"]
+    failed = [u for u in done.unextracted if u.reason != "no_file"]
+    if missing:
+        shown = ", ".join(f"{u.image_id} ({u.source_name})" for u in missing[:_SHOWN])
+        more = f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""
+        print(
+            f"{len(missing)} photos have no stored file (enrolled before photo files were"
+            f" kept) and stay unsearchable until their files are enrolled again: image"
+            f" {shown}{more}",
+            file=sys.stderr,
+        )
+    for item in failed:
+        print(f"failed: image {item.image_id} ({item.source_name}): {item.reason}", file=sys.stderr)
+    print(f"index rebuilt in {settings.data_dir}")
+    return EXIT_OK
+
+
+def import_centroids(args: argparse.Namespace, settings: Settings) -> int:
+    """Put the ArcFace class centroids of the installed embedder's checkpoint into the
+    gallery, so its individuals are found beside the enrolled ones."""
+    from embeddings.model_files import sha256_of
+    from indexer.centroids import read_centroids
+
+    with opened_gallery(settings) as gallery:
+        embedder = gallery.embedder
+        if embedder is None:
+            raise CommandError(
+                f"no ArcFace model in {settings.models_dir}: export it there first"
+                " (scripts/export_onnx.py), then import its centroids"
+            )
+        expected = getattr(embedder, "checkpoint_sha256", None)
+        if expected is not None and sha256_of(args.checkpoint) != expected:
+            raise CommandError(
+                f"{args.checkpoint} is not the checkpoint the installed model was exported"
+                " from (sha256 differs): its centroids would not match the embeddings"
+            )
+        rows = read_centroids(args.checkpoint, args.classes, args.species_map)
+        stored = gallery.catalogue.import_centroids(rows)
+    print(f"imported {stored} centroids of {embedder.name}-{embedder.version}")
+    return EXIT_OK
+
+
+def stats(args: argparse.Namespace, settings: Settings) -> int:
+    """Print how much the gallery holds."""
+    with opened_gallery(settings) as gallery:
+        stats = gallery.stats()
+    rows = [
+        ("data dir", settings.data_dir),
+        ("individuals", stats.individuals),
+        ("photos", stats.stored_images),
+        ("searchable", stats.images),
+        ("descriptors", stats.descriptors),
+        ("embeddings", stats.embeddings),
+        ("centroids", stats.centroids),
+    ]
+    for label, value in rows:
+        print(f"{label:<12} {value}")
+    if stats.images < stats.stored_images:
+        print(
+            f"{stats.stored_images - stats.images} photos have no features of the current"
+            " extractor settings; `whaleid index rebuild` extracts them from the stored"
+            " photo files"
+        )
+    return EXIT_OK
