@@ -269,7 +269,7 @@ def _score(
         engine=gallery.engine,
         unreadable=unreadable,
         per_species={name: _rank_scores(r) for name, r in sorted(species_ranks.items())},
-        calibrated=gallery.calibrations.local.fitted,
+        calibrated=gallery.current_calibrations().local.fitted,
         new_individual_precision=(
             new_true / (new_true + new_false) if open_set and new_true + new_false else None
         ),

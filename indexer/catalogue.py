@@ -10,6 +10,7 @@ is swept when the gallery opens), and deletions remove files after the row.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Callable, Sequence
 
 from embeddings.images import load_photo
@@ -80,7 +81,7 @@ class Catalogue:
     # ------------------------------------------------------------------ reads
 
     def individual(self, individual_id: str) -> Individual | None:
-        return self.store.individual(individual_id)
+        return self.store.individual(nfc(individual_id))
 
     def list_individuals(
         self, species: str | None = None, limit: int = 100, offset: int = 0
@@ -92,7 +93,7 @@ class Catalogue:
         return self.store.image(image_id)
 
     def images_of(self, individual_id: str) -> list[ImageRow]:
-        return self.store.images_of(individual_id)
+        return self.store.images_of(nfc(individual_id))
 
     # ------------------------------------------------------------------ writes
 
@@ -132,6 +133,7 @@ class Catalogue:
         """
         if photo.content and hashlib.sha256(photo.content).hexdigest() != photo.sha256:
             raise InvalidInput("photo: content does not match its sha256")
+        individual_id = nfc(individual_id)
         existing = self.store.image_by_sha256(photo.sha256)
         if existing is not None and existing.individual_id != individual_id and not move:
             raise PhotoElsewhere(existing.id, existing.individual_id, individual_id)
@@ -172,6 +174,7 @@ class Catalogue:
     ) -> list[EnrolResult]:
         """Enrol several (file name, photo) of one individual, all or none: every photo is
         checked and its features extracted before any is stored."""
+        individual_id = nfc(individual_id)
         prepared = []
         for _, photo in photos:
             existing = self.store.image_by_sha256(photo.sha256)
@@ -239,6 +242,7 @@ class Catalogue:
         Raises:
             Conflict: the id is taken.
         """
+        individual_id = nfc(individual_id)
         if self.store.individual(individual_id) is not None:
             raise Conflict(f"individual {individual_id!r} already exists")
         return self.store.upsert_individual(individual_id, species, name)
@@ -251,6 +255,7 @@ class Catalogue:
         Raises:
             NotFound: no such individual.
         """
+        individual_id = nfc(individual_id)
         if self.store.individual(individual_id) is None:
             raise NotFound(f"individual {individual_id!r} not found")
         return self.store.upsert_individual(individual_id, species, name)
@@ -262,6 +267,8 @@ class Catalogue:
             NotFound: `old_id` does not exist.
             Conflict: `new_id` is taken.
         """
+        old_id = nfc(old_id)
+        new_id = nfc(new_id)
         self.store.rename_individual(old_id, new_id)
         self._changed()
 
@@ -275,6 +282,8 @@ class Catalogue:
             NotFound: either individual does not exist.
             Conflict: source and target are the same.
         """
+        source_id = nfc(source_id)
+        target_id = nfc(target_id)
         moved = self.store.merge_individuals(source_id, target_id)
         self._changed()
         return moved
@@ -301,6 +310,7 @@ class Catalogue:
         Raises:
             NotFound: no such individual.
         """
+        individual_id = nfc(individual_id)
         shas = [row.sha256 for row in self.store.images_of(individual_id)]
         deleted = self.store.delete_individual(individual_id)
         self._changed()
@@ -365,6 +375,14 @@ class Catalogue:
             for sha in shas:
                 if self.store.image_by_sha256(sha) is None:
                     self.photos.delete(sha)
+
+
+def nfc(individual_id: str) -> str:
+    """One spelling of an id however it was typed (a macOS keyboard sends NFD)."""
+    # Not a str: the store's checks say what is wrong with it.
+    if not isinstance(individual_id, str):
+        return individual_id
+    return unicodedata.normalize("NFC", individual_id)
 
 
 def _unextracted(row: ImageRow, reason: str) -> Unextracted:

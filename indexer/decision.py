@@ -85,6 +85,7 @@ def decide(
     hits = deep_hits or {}
     if deep_hits is not None:
         probabilities = _fused(probabilities, hits, calibrations.deep, searched_locally)
+
     # Ties of probability (a flat stretch of the calibration) are broken by the score
     # the probability is a function of, so the order never contradicts the evidence.
     def rank(name: str) -> tuple[float, float, float]:

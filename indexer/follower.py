@@ -19,6 +19,7 @@ from indexer.store import Store
 
 __all__ = ["Follower", "Progress"]
 
+
 class Follower:
     """Applies committed database changes to the local (and deep) search.
 
@@ -46,14 +47,17 @@ class Follower:
         self.max_feature_id = 0
         """Largest local feature id the local search has seen."""
         self._max_deep_id = 0
-        self._marker: tuple[int, int] | None = None
+        self._marker: tuple[int, int, int] | None = None
+        self.calibration_id = 0
+        """Largest calibration id committed: a newer one than the pipeline's is reloaded."""
         self.changed = False
         """Whether the searches moved since the index files were last saved."""
 
     def rebuild(self, progress: Progress | None = None) -> None:
         """Build every search from the database."""
         with self.lock:
-            epoch, _ = marker = self.store.marker()
+            marker = self.store.marker()
+            epoch, _, self.calibration_id = marker
             labels = self.store.image_labels()
             total = self.store.count_features(*self.extractor)
             max_id = 0
@@ -101,7 +105,7 @@ class Follower:
         if marker == self._marker and not force:
             return
         with self.lock:
-            epoch, _ = marker
+            epoch, _, self.calibration_id = marker
             if epoch != self.epoch:
                 labels = self.store.image_labels()
                 held = self.local.labels()

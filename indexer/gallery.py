@@ -33,7 +33,7 @@ from indexer.index_files import IndexState, load_index, save_index
 from indexer.local_search import LocalSearch, SearchParameters
 from indexer.photo_files import PHOTOS_DIR, PhotoFiles
 from indexer.pipeline import DeepSearchStage, Gate, GateStage, LocalSearchStage, Pipeline, Stage
-from indexer.refit import calibration_due, fit_calibrations, fit_deep
+from indexer.refit import calibration_due, fit_calibrations
 from indexer.results import GalleryStats, Progress
 from indexer.store import DATABASE_FILE, Store
 
@@ -72,7 +72,12 @@ class Gallery:
             else DeepSearch(store, embedder.name, embedder.version, embedder.dim)
         )
         self.follower = Follower(store, self._extractor_key, self.local, self.deep)
-        self.calibrations = Calibrations()
+        self._calibrations = Calibrations()
+        self._calibration_id = 0
+        self._calibration_key = "+".join(
+            [f"{extractor.name}-{extractor.version}"]
+            + ([f"{embedder.name}-{embedder.version}"] if embedder else [])
+        )
         self.photos = PhotoFiles(index_dir.parent / PHOTOS_DIR)
         self.catalogue = Catalogue(
             store,
@@ -95,7 +100,7 @@ class Gallery:
             store=store,
             follower=self.follower,
             stages=stages,
-            calibrations=lambda: self.calibrations,
+            calibrations=self.current_calibrations,
             extractor=extractor,
             models=models,
             threshold=engine.new_individual_threshold,
@@ -179,7 +184,6 @@ class Gallery:
                 epoch=self.follower.epoch,
                 max_feature_id=self.follower.max_feature_id,
                 image_ids=sorted(self.local.labels()),
-                calibrations=self.calibrations,
                 index_file="",
             )
             save_index(self._index_dir, self.local.index, state)
@@ -193,11 +197,26 @@ class Gallery:
             self.save()
 
     def refit(self, progress: Progress | None = None) -> None:
-        """Fit the calibrations on the gallery as it is now."""
-        self.calibrations = fit_calibrations(
-            self.store, self._extractor_key, self.local, self.deep, progress
+        """Fit the calibrations on the gallery as it is now and commit them to the
+        database, where every process reads them."""
+        fitted = fit_calibrations(self.store, self._extractor_key, self.local, self.deep, progress)
+        self._set_calibrations(fitted)
+
+    def current_calibrations(self) -> Calibrations:
+        """The latest calibrations committed by any process (reloaded when a newer one
+        was committed since this process last looked)."""
+        if self.follower.calibration_id != self._calibration_id:
+            saved = self.store.calibration(self._calibration_key)
+            if saved is not None:
+                self._calibration_id = saved[0]
+                self._calibrations = msgspec.json.decode(saved[1], type=Calibrations)
+        return self._calibrations
+
+    def _set_calibrations(self, calibrations: Calibrations) -> None:
+        self._calibration_id = self.store.save_calibration(
+            self._calibration_key, msgspec.json.encode(calibrations)
         )
-        self.follower.changed = True
+        self._calibrations = calibrations
 
     def refit_if_due(self, progress: Progress | None = None) -> bool:
         """Refit the calibrations if the catalogue grew enough since they were fitted, so
@@ -207,7 +226,7 @@ class Gallery:
             Whether they were refitted.
         """
         self.follower.catch_up()
-        if not calibration_due(self.calibrations, len(self.local.labels())):
+        if not calibration_due(self.current_calibrations(), len(self.local.labels())):
             return False
         self.refit(progress)
         return True
@@ -230,7 +249,7 @@ class Gallery:
 
     def _load(self, progress: Progress | None) -> None:
         """Resume from the saved index when there is one for these settings, else
-        rebuild."""
+        rebuild it; fit the calibrations if the database has none for this setup."""
         params = self.local.params
         loaded = load_index(
             self._index_dir,
@@ -240,14 +259,13 @@ class Gallery:
             params.nprobe,
         )
         if loaded is None:
-            self.rebuild(progress)
-            return
-        index, state = loaded
-        self.follower.resume(index, state.epoch, state.max_feature_id, set(state.image_ids))
-        self.calibrations = state.calibrations
-        if self.deep is not None:
-            # The saved state may predate the model: its deep calibration is refitted.
-            self.calibrations = msgspec.structs.replace(
-                state.calibrations, deep=fit_deep(self.deep)
-            )
+            self.follower.rebuild(progress)
+        else:
+            index, state = loaded
+            self.follower.resume(index, state.epoch, state.max_feature_id, set(state.image_ids))
         self.save()
+        if self.store.calibration(self._calibration_key) is None:
+            # A new catalogue, one fitted before calibrations were kept in the database,
+            # or one that just got a deep model: fit them now rather than answer
+            # uncalibrated.
+            self.refit(progress)

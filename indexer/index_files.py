@@ -13,7 +13,6 @@ from pathlib import Path
 
 import msgspec
 
-from indexer.decision import Calibrations
 from indexer.descriptor_index import DescriptorIndex
 from indexer.files import replacing
 
@@ -34,7 +33,6 @@ class IndexState(msgspec.Struct, frozen=True, kw_only=True):
     max_feature_id: int
     image_ids: list[int]
     """The photos whose descriptors the index holds."""
-    calibrations: Calibrations
     index_file: str
 
 

@@ -188,7 +188,12 @@ class Pipeline:
         return gates[0] if gates else GATE_NOT_APPLIED.detail
 
     def identify(
-        self, content: bytes, *, name: str = "", exclude: Iterable[int] = (), top_k: int | None = None
+        self,
+        content: bytes,
+        *,
+        name: str = "",
+        exclude: Iterable[int] = (),
+        top_k: int | None = None,
     ) -> Identification:
         """Decode a photo file's bytes and identify it; an unusable file is answered
         "rejected" with a reason, never raised."""
@@ -282,9 +287,7 @@ class Pipeline:
         version += f"/e{follower.epoch}/f{follower.max_feature_id}"
         return "+".join([version, *self.models])
 
-    def _decide(
-        self, query: Query, name: str, top_k: int
-    ) -> tuple[str, list[Candidate], bool]:
+    def _decide(self, query: Query, name: str, top_k: int) -> tuple[str, list[Candidate], bool]:
         calibrations = self.calibrations()
         local = self.follower.local
         labels = local.labels()
@@ -310,9 +313,7 @@ class Pipeline:
                     evidence=self._evidence(scored.local, scored.deep),
                 )
             )
-        fitted = calibrations.local.fitted and (
-            query.deep_hits is None or calibrations.deep.fitted
-        )
+        fitted = calibrations.local.fitted and (query.deep_hits is None or calibrations.deep.fitted)
         return ("match" if decision.matched else "new_individual"), candidates, fitted
 
     def _evidence(self, local: RankedImage | None, hit: DeepHit | None) -> Evidence:

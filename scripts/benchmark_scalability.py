@@ -45,8 +45,8 @@ from reporting import report_meta
 from embeddings.keypoints import RootSiftExtractor
 from embeddings.protocol import LocalFeatures
 from indexer.deep_search import DEEP_EXACT_MAX, DEEP_REFINE_FACTOR
-from indexer.local_search import SearchParameters
 from indexer.descriptor_index import DescriptorIndex
+from indexer.local_search import SearchParameters
 from indexer.store import DATABASE_FILE, Store
 from indexer.vector_index import VectorIndex
 
@@ -102,9 +102,7 @@ def main() -> int:
             "nprobe": engine.nprobe,
         },
         "hnsw": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
-        "global": [
-            p for n in sizes for p in _global_points(n, args.queries, args.hnsw_max)
-        ],
+        "global": [p for n in sizes for p in _global_points(n, args.queries, args.hnsw_max)],
         "descriptors": _descriptor_points(args, engine),
         "target": TARGET,
     }

@@ -107,9 +107,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
 async def _wait_for_catalogue(request: Request) -> None:
     """Every route but the probes needs the catalogue: wait for it to open (briefly),
     else 503 with Retry-After."""
-    if not request.route_handler.opt.get("public") and not request.url.path.startswith(
-        _DOCS
-    ):
+    if not request.route_handler.opt.get("public") and not request.url.path.startswith(_DOCS):
         await request.app.state.runtime.wait_open()
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "ReviewResult",
 ]
 
+
 class HealthResponse(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ok"] = "ok"
 
@@ -195,7 +196,9 @@ class LegacyPrediction(msgspec.Struct, frozen=True, kw_only=True):
     id_animal: str
     """The species ("unknown" when not known)."""
     probability: float
-    is_cetacean: bool
+    is_cetacean: bool | None
+    """What the cetacean gate found; null when no gate looked (none is installed, or the
+    file is not a photo)."""
     cetacean_score: float
     rejected: bool
     rejection_reason: str | None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from indexer.store._calibrations import CalibrationTable
 from indexer.store._centroids import CentroidTable
 from indexer.store._errors import Conflict, InvalidInput, NotFound, StoreError
 from indexer.store._features import FeatureTable
@@ -48,7 +49,7 @@ DATABASE_FILE = "whaleid.sqlite3"
 _BUSY_TIMEOUT_MS = 10_000
 
 
-class Store(ImageTable, IndividualTable, FeatureTable, CentroidTable):
+class Store(ImageTable, IndividualTable, FeatureTable, CentroidTable, CalibrationTable):
     """The embedding database. Open with `Store.open(path)`; close it or use `with`."""
 
     @classmethod
@@ -95,15 +96,16 @@ class Store(ImageTable, IndividualTable, FeatureTable, CentroidTable):
 
     # ------------------------------------------------------------------ meta
 
-    def marker(self) -> tuple[int, int]:
-        """(epoch, largest feature id of any extractor): it changes with every committed
-        write that a search index must follow, whichever process made it."""
+    def marker(self) -> tuple[int, int, int]:
+        """(epoch, largest feature id of any extractor, largest calibration id): it changes
+        with every committed write that a search must follow, whichever process made it."""
         with self._read() as conn:
             row = conn.execute(
-                "SELECT (SELECT value FROM meta WHERE key = ?), (SELECT MAX(id) FROM features)",
+                "SELECT (SELECT value FROM meta WHERE key = ?), (SELECT MAX(id) FROM features),"
+                " (SELECT MAX(id) FROM calibrations)",
                 (EPOCH_KEY,),
             ).fetchone()
-        return int(row[0]), int(row[1] or 0)
+        return int(row[0]), int(row[1] or 0), int(row[2] or 0)
 
     def epoch(self) -> int:
         """A counter bumped by every removal of features or relabelling of an image.

@@ -4,6 +4,7 @@ blobs; both run before a transaction starts, so a bad value writes nothing."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,10 @@ __all__ = [
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
+MAX_ID_LENGTH = 128
+"""Longest individual id: catalogue ids are short codes or names, not documents."""
+
+
 def check_id(field: str, value: object) -> None:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{field}: expected a non-empty str, got {value!r}")
@@ -38,11 +43,25 @@ def check_image_id(value: object) -> None:
 
 
 def check_individual_id(field: str, value: object) -> None:
+    """An individual id: printable text of at most `MAX_ID_LENGTH` characters, in Unicode
+    NFC (so one name is one individual however a keyboard spelled it; `indexer.catalogue`
+    normalises), usable as one segment of an HTTP path."""
     check_id(field, value)
+    assert isinstance(value, str)
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidInput(f"{field}: at most {MAX_ID_LENGTH} characters, got {len(value)}")
     # An id is one path segment of the HTTP API (/v1/individuals/{id}); a slash would
-    # make the individual unreachable there.
-    if "/" in value:  # type: ignore[operator]
+    # make the individual unreachable there, and "." or ".." would name another path.
+    if "/" in value:
         raise InvalidInput(f"{field}: must not contain '/', got {value!r}")
+    if value in (".", ".."):
+        raise InvalidInput(f"{field}: {value!r} is not an id")
+    if value != value.strip() or any(unicodedata.category(c).startswith("C") for c in value):
+        raise InvalidInput(
+            f"{field}: no control characters, and no spaces at either end, got {value!r}"
+        )
+    if unicodedata.normalize("NFC", value) != value:
+        raise InvalidInput(f"{field}: must be in Unicode NFC form, got {value!r}")
 
 
 def check_file_bytes(value: object) -> None:

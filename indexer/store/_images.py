@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from indexer.store._checks import (
     check_file_bytes,
     check_image_id,
+    check_individual_id,
     check_new_image,
     check_optional_text,
     encode_features,
 )
 from indexer.store._connection import Connection
+from indexer.store._errors import NotFound
 from indexer.store._rows import IMAGE_COLUMNS, FeatureInput, ImageRow, NewImage, image_row, utc_now
 from indexer.store._schema import bump_epoch
 
@@ -147,12 +149,6 @@ class ImageTable(Connection):
             rows = conn.execute("SELECT id, individual_id FROM images").fetchall()
         return {int(i): str(ind) for i, ind in rows}
 
-    def image_sources(self) -> dict[int, str]:
-        """Every image id mapped to its source (file) name."""
-        with self._read() as conn:
-            rows = conn.execute("SELECT id, source_name FROM images").fetchall()
-        return {int(i): str(name) for i, name in rows}
-
     def count_images(self) -> int:
         """How many images are stored."""
         with self._read() as conn:
@@ -171,3 +167,25 @@ class ImageTable(Connection):
                 return False
             bump_epoch(conn)
         return True
+
+    def move_image(self, image_id: int, individual_id: str, species: str | None = None) -> None:
+        """Relabel one photo (a reviewer moved it); the individual is created if absent.
+
+        Raises:
+            NotFound: no such image.
+        """
+        check_image_id(image_id)
+        check_individual_id("individual_id", individual_id)
+        check_optional_text("species", species)
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
+                raise NotFound(f"image {image_id} not found")
+            conn.execute(
+                "INSERT INTO individuals(id, species, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET species = COALESCE(species, excluded.species)",
+                (individual_id, species, utc_now()),
+            )
+            conn.execute(
+                "UPDATE images SET individual_id = ? WHERE id = ?", (individual_id, image_id)
+            )
+            bump_epoch(conn)

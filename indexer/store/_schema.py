@@ -10,7 +10,7 @@ from indexer.store._errors import StoreError
 
 __all__ = ["EPOCH_KEY", "SCHEMA_VERSION", "bump_epoch", "ensure_schema"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Stored in `PRAGMA user_version`; bump it with a migration when the schema changes."""
 
 EPOCH_KEY = "store.epoch"
@@ -83,6 +83,19 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: (
         "ALTER TABLE images ADD COLUMN file_bytes INTEGER",
         "ALTER TABLE images ADD COLUMN format TEXT",
+    ),
+    # Probability calibrations, fitted by whichever process saw the catalogue grow and
+    # read by every other: the truth, not a cache beside the index. Ids only increase,
+    # so the largest tells a reader whether its copy is current.
+    4: (
+        """
+        CREATE TABLE calibrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            key TEXT NOT NULL,
+            data BLOB NOT NULL
+        )
+        """,
+        "CREATE INDEX calibrations_key ON calibrations(key, id)",
     ),
 }
 

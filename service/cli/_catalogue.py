@@ -11,9 +11,10 @@ from tqdm import tqdm
 
 from embeddings.images import load_photo_file
 from embeddings.photo import ImageError
-from indexer.store import InvalidInput
+from indexer.store import Conflict, InvalidInput
 from service.cli._data import open_gallery, open_store, opened_gallery
 from service.cli._exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CommandError, fail
+from service.cli._output import progress_bar
 from service.config import Settings
 from service.photo_sources import ManifestEntry, read_entries
 
@@ -40,11 +41,15 @@ def enrol(args: argparse.Namespace, settings: Settings) -> int:
     entries = read_entries(args.source)
     counts = {"enrolled": 0, "duplicates": 0, "failed": 0, "skipped": 0}
     interrupted = False
-    gallery = open_gallery(settings)
+    gallery = open_gallery(settings, create=True)
     try:
         with tqdm(entries, desc="enrol", unit="photo", file=sys.stderr) as bar:
             for entry in bar:
                 counts[_enrol_one(gallery, entry, settings)] += 1
+        # Probabilities stay calibrated as the catalogue grows (the service refits too,
+        # but a CLI run may be the only writer).
+        with progress_bar("calibrate", "query") as progress:
+            gallery.refit_if_due(progress)
     except KeyboardInterrupt:
         # Every enrolment acknowledged so far is committed; say how far the run got.
         interrupted = True
@@ -74,7 +79,7 @@ def _enrol_one(gallery: Gallery, entry: ManifestEntry, settings: Settings) -> st
     except ImageError as exc:
         tqdm.write(f"failed: {entry.path}: {exc.reason}: {exc.message}", file=sys.stderr)
         return "failed"
-    except InvalidInput as exc:  # e.g. an individual id with a '/'
+    except (InvalidInput, Conflict) as exc:  # an id with a '/'; a photo of another individual
         tqdm.write(f"failed: {entry.path}: {exc}", file=sys.stderr)
         return "failed"
     return "enrolled" if result.created else "duplicates"

@@ -17,16 +17,26 @@ if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
     from indexer.gallery import Gallery
     from indexer.store import Store
 
-__all__ = ["open_gallery", "open_store", "opened_gallery"]
+__all__ = ["open_gallery", "open_store", "opened_gallery", "require_catalogue"]
 
 
-def open_gallery(settings: Settings, models: LoadedModels | None = None) -> Gallery:
+def open_gallery(
+    settings: Settings, models: LoadedModels | None = None, *, create: bool = False
+) -> Gallery:
     """Open the gallery with the deep embedder of `models` (loaded from the settings when
-    not given); a missing or stale index is rebuilt first, with a progress bar."""
+    not given); a missing or stale index is rebuilt first, with a progress bar.
+
+    Args:
+        create: start a new catalogue if the folder has none (enrolment); otherwise a
+            folder without one is an error, so a mistyped `--data` never answers "new
+            individual" from an empty catalogue.
+    """
     from embeddings.registry import load_models
     from indexer.gallery import Gallery  # loads FAISS; only the commands that search pay
 
     data_dir = Path(settings.data_dir)
+    if not create:
+        require_catalogue(settings)
     if models is None:
         models = load_models(settings.models_dir, settings.model_threads)
     try:
@@ -50,15 +60,24 @@ def open_store(settings: Settings) -> Store:
     """The database alone, for commands that only read or list (no index is loaded)."""
     from indexer.store import Store
 
-    path = Path(settings.data_dir) / DATABASE_FILE
-    if not path.exists():
-        raise CommandError(f"no catalogue in {settings.data_dir} (nothing enrolled yet)")
-    return Store.open(path)
+    require_catalogue(settings)
+    return Store.open(Path(settings.data_dir) / DATABASE_FILE)
+
+
+def require_catalogue(settings: Settings) -> None:
+    """Refuse a data folder that holds no catalogue, naming it and how it was chosen."""
+    if not (Path(settings.data_dir) / DATABASE_FILE).is_file():
+        raise CommandError(
+            f"no catalogue in {settings.data_dir}: enrol photos first (whaleid enrol), or"
+            " give the right folder with --data or WHALEID_DATA"
+        )
 
 
 @contextmanager
-def opened_gallery(settings: Settings, models: LoadedModels | None = None) -> Iterator[Gallery]:
-    gallery = open_gallery(settings, models)
+def opened_gallery(
+    settings: Settings, models: LoadedModels | None = None, *, create: bool = False
+) -> Iterator[Gallery]:
+    gallery = open_gallery(settings, models, create=create)
     try:
         yield gallery
     finally:

@@ -24,7 +24,8 @@ _UNREADABLE = {"corrupted_image", "unsupported_format", "too_large"}
 def identify(args: argparse.Namespace, settings: Settings) -> int:
     """Identify each photo through the same pipeline as the service; `--json` prints
     exactly the HTTP answer. A rejected photo is an answer, not a failure; a file that
-    cannot be read at all makes the exit code 1, and the others still run."""
+    cannot be read, or is no usable photo, makes the exit code 1 (said on stderr), and
+    the others still run."""
     failed = False
     with opened_gallery(settings) as gallery:
         for path in args.images:
@@ -32,11 +33,10 @@ def identify(args: argparse.Namespace, settings: Settings) -> int:
                 content = path.read_bytes()
             except OSError as exc:
                 failed = True
-                message = f"cannot read the file: {exc.strerror or exc}"
-                answer = gallery.pipeline.rejected(str(path), "corrupted_image", message)
-            else:
-                answer = gallery.pipeline.identify(content, name=str(path), top_k=args.top_k)
-                failed |= answer.rejection_reason in _UNREADABLE
+                print(f"whaleid: {path}: {exc.strerror or exc}", file=sys.stderr)
+                continue
+            answer = gallery.pipeline.identify(content, name=str(path), top_k=args.top_k)
+            failed |= answer.rejection_reason in _UNREADABLE
             if args.json:
                 sys.stdout.write(msgspec.json.encode(answer).decode() + "\n")
             else:

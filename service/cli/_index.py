@@ -49,7 +49,8 @@ def import_centroids(args: argparse.Namespace, settings: Settings) -> int:
     from embeddings.model_files import sha256_of
     from indexer.centroids import read_centroids
 
-    with opened_gallery(settings) as gallery:
+    # Centroids may be the first thing a catalogue holds (the Happywhale individuals).
+    with opened_gallery(settings, create=True) as gallery:
         embedder = gallery.embedder
         if embedder is None:
             raise CommandError(

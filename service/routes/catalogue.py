@@ -160,9 +160,7 @@ async def merge_individual(
     return await runtime.run(partial(_merge, runtime, data.source, individual_id))
 
 
-@delete(
-    "/v1/individuals/{individual_id:str}", status_code=HTTPStatus.OK, responses=errors(404)
-)
+@delete("/v1/individuals/{individual_id:str}", status_code=HTTPStatus.OK, responses=errors(404))
 async def delete_individual(
     individual_id: FromPath[str], runtime: NamedDependency[Runtime]
 ) -> DeleteResult:

@@ -78,9 +78,7 @@ async def identify_batch(
     return Stream(_ndjson(photos, runtime, top_k), media_type=NDJSON)
 
 
-@post(
-    "/v1/predict-single", status_code=HTTPStatus.OK, opt={"read": True}, responses=errors(413)
-)
+@post("/v1/predict-single", status_code=HTTPStatus.OK, opt={"read": True}, responses=errors(413))
 async def predict_single(
     data: Annotated[IdentifyForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],
@@ -188,8 +186,11 @@ def _detection(answer: IdentifyResponse) -> LegacyPrediction:
         class_animal=best.individual_id if matched and best else "",
         id_animal=(best.species or "unknown") if matched and best else "unknown",
         probability=best.probability if best else 0.0,
-        # No gate model: nothing was checked, and -1 is a score no gate produces.
-        is_cetacean=answer.rejection_reason != "not_a_marine_mammal",
+        # Only a gate that looked can say: without one (or for a file that is no photo)
+        # nothing was checked, and -1 is a score no gate produces.
+        is_cetacean=(answer.rejection_reason != "not_a_marine_mammal")
+        if answer.gate.applied
+        else None,
         cetacean_score=answer.gate.score if answer.gate.score is not None else -1.0,
         rejected=answer.decision == "rejected",
         rejection_reason=answer.rejection_reason,

@@ -49,7 +49,9 @@ def test_survives_a_json_round_trip() -> None:
 def test_smoothing_never_reverses_the_order() -> None:
     # A large pooled block and a small one above it: smoothing pulls the small block
     # further towards 0.5, which used to put P(10000) below P(150).
-    calibration = fit_isotonic(np.array([100.0] * 19 + [200.0]), np.array([100.0] + [1.0] * 10), 50.0)
+    calibration = fit_isotonic(
+        np.array([100.0] * 19 + [200.0]), np.array([100.0] + [1.0] * 10), 50.0
+    )
     grid = np.linspace(0.0, 20000.0, 2001)
     probabilities = [calibration.probability(float(s)) for s in grid]
     assert np.all(np.diff(probabilities) >= 0)

@@ -103,7 +103,9 @@ def test_enrolled_photos_are_found_beside_the_centroids_and_follow_catalogue_edi
     deep_gallery: Gallery,
 ) -> None:
     pixels = PLANTED_PHOTOS[4_321]
-    enrolled = deep_gallery.catalogue.enrol(load_photo(encode(sighting("planted-4321", 1))), "new-whale")
+    enrolled = deep_gallery.catalogue.enrol(
+        load_photo(encode(sighting("planted-4321", 1))), "new-whale"
+    )
     assert deep_gallery.stats().embeddings == 1
 
     answer = deep_gallery.pipeline.identify_photo(load_photo(encode(pixels)))
@@ -115,11 +117,17 @@ def test_enrolled_photos_are_found_beside_the_centroids_and_follow_catalogue_edi
 
     deep_gallery.catalogue.rename_individual("new-whale", "renamed-whale")
     deep_gallery.catalogue.merge_individuals(PLANTED[4_321], "renamed-whale")
-    names = [c.individual_id for c in deep_gallery.pipeline.identify_photo(load_photo(encode(pixels))).candidates]
+    names = [
+        c.individual_id
+        for c in deep_gallery.pipeline.identify_photo(load_photo(encode(pixels))).candidates
+    ]
     assert "renamed-whale" in names and PLANTED[4_321] not in names and "new-whale" not in names
 
     deep_gallery.catalogue.delete_individual("renamed-whale")
-    names = [c.individual_id for c in deep_gallery.pipeline.identify_photo(load_photo(encode(pixels))).candidates]
+    names = [
+        c.individual_id
+        for c in deep_gallery.pipeline.identify_photo(load_photo(encode(pixels))).candidates
+    ]
     assert "renamed-whale" not in names
     assert deep_gallery.stats().centroids == ACTIVE_CLASSES - 1
 

@@ -11,10 +11,12 @@ import pytest
 
 from embeddings.images import load_photo
 from embeddings.keypoints import DetectedKeypoints
-from embeddings.photo import Photo
+from embeddings.photo import ImageError, Photo
 from embeddings.protocol import LocalFeatures
+from indexer.catalogue import PhotoElsewhere
 from indexer.gallery import Gallery
 from indexer.local_search import SearchParameters
+from indexer.store import InvalidInput
 from tests.synthetic import encode, rolled, sighting
 
 INDIVIDUALS = [f"ind-{i:02d}" for i in range(12)]
@@ -99,8 +101,10 @@ def test_identifies_every_enrolled_individual(built: Path, photos) -> None:
             match = gallery.store.image(best.evidence.image_id)
             assert match is not None
             assert all(
-                0 <= qx <= query.width and 0 <= qy <= query.height
-                and 0 <= gx <= match.width and 0 <= gy <= match.height
+                0 <= qx <= query.width
+                and 0 <= qy <= query.height
+                and 0 <= gx <= match.width
+                and 0 <= gy <= match.height
                 for qx, qy, gx, gy in pairs
             )
 
@@ -126,7 +130,7 @@ def test_probabilities_are_ordered_and_bounded(built: Path, photos) -> None:
 def test_duplicate_photo_is_stored_once(tmp_path: Path, photos) -> None:
     with Gallery.open(tmp_path) as gallery:
         first = gallery.catalogue.enrol(photos["ind-00", 0], "ind-00")
-        again = gallery.catalogue.enrol(photos["ind-00", 0], "someone-else")
+        again = gallery.catalogue.enrol(photos["ind-00", 0], "ind-00")
         stats = gallery.stats()
     assert first.created is True
     assert again.created is False
@@ -135,12 +139,53 @@ def test_duplicate_photo_is_stored_once(tmp_path: Path, photos) -> None:
     assert stats.images == 1
 
 
+def test_a_photo_stored_under_another_individual_moves_only_when_asked(
+    tmp_path: Path, photos
+) -> None:
+    with Gallery.open(tmp_path) as gallery:
+        first = gallery.catalogue.enrol(photos["ind-00", 0], "ind-00")
+        with pytest.raises(PhotoElsewhere, match="already image 1 of individual 'ind-00'"):
+            gallery.catalogue.enrol(photos["ind-00", 0], "someone-else")
+        assert gallery.store.individual("someone-else") is None  # nothing was written
+        moved = gallery.catalogue.enrol(photos["ind-00", 0], "someone-else", move=True)
+        answer = gallery.pipeline.identify_photo(photos["ind-00", QUERY_SEED])
+    assert (moved.image_id, moved.individual_id, moved.created) == (
+        first.image_id,
+        "someone-else",
+        False,
+    )
+    assert answer.candidates[0].individual_id == "someone-else"
+
+
+def test_blank_photos_are_refused_at_enrolment(tmp_path: Path) -> None:
+    grey = load_photo(encode(np.full((200, 300, 3), 128, np.uint8), "PNG"))
+    with Gallery.open(tmp_path) as gallery:
+        with pytest.raises(ImageError) as refused:
+            gallery.catalogue.enrol(grey, "blank")
+        assert refused.value.reason == "low_confidence"
+        assert gallery.store.count_images() == 0 and gallery.store.individual("blank") is None
+
+
+def test_individual_ids_have_one_spelling(tmp_path: Path, photos) -> None:
+    decomposed = "Bj\u006f\u0308rn"  # o + combining diaeresis, as a macOS keyboard types it
+    with Gallery.open(tmp_path) as gallery:
+        gallery.catalogue.enrol(photos["ind-00", 0], decomposed)
+        gallery.catalogue.enrol(photos["ind-00", 1], "Bj\u00f6rn")
+        assert [i.id for i in gallery.store.list_individuals()] == ["Bj\u00f6rn"]
+        for bad in ["", ".", "..", "a/b", "tab\there", " padded", "x" * 129]:
+            with pytest.raises(InvalidInput):
+                gallery.catalogue.create_individual(bad)
+
+
 def test_enrolled_photo_is_found_without_rebuild(tmp_path: Path, photos) -> None:
     with Gallery.open(tmp_path) as gallery:
         gallery.catalogue.enrol(photos["ind-01", 0], "ind-01")
         gallery.catalogue.enrol(photos["ind-02", 0], "ind-02")
         assert (
-            gallery.pipeline.identify_photo(photos["ind-02", QUERY_SEED]).candidates[0].individual_id == "ind-02"
+            gallery.pipeline.identify_photo(photos["ind-02", QUERY_SEED])
+            .candidates[0]
+            .individual_id
+            == "ind-02"
         )
         gallery.catalogue.enrol(photos["stranger", 0], "new-one")
         answer = gallery.pipeline.identify_photo(photos["stranger", QUERY_SEED])
@@ -233,13 +278,17 @@ def test_approximate_index_past_the_exact_limit(tmp_path: Path, photos) -> None:
         enrol_all(gallery, photos)
         assert gallery.stats().descriptors > 2_000
         hits = sum(
-            gallery.pipeline.identify_photo(photos[ind, QUERY_SEED]).candidates[0].individual_id == ind
+            gallery.pipeline.identify_photo(photos[ind, QUERY_SEED]).candidates[0].individual_id
+            == ind
             for ind in INDIVIDUALS
         )
     assert hits == len(INDIVIDUALS)
     with Gallery.open(tmp_path, search=search) as gallery:
         assert (
-            gallery.pipeline.identify_photo(photos["ind-04", QUERY_SEED]).candidates[0].individual_id == "ind-04"
+            gallery.pipeline.identify_photo(photos["ind-04", QUERY_SEED])
+            .candidates[0]
+            .individual_id
+            == "ind-04"
         )
 
 

@@ -147,7 +147,9 @@ def test_reextract_makes_every_stored_photo_searchable_under_new_settings(
         done = gallery.catalogue.reextract(lambda i, n: progress.append((i, n)))
         gallery.rebuild()
         stats = gallery.stats()
-        answers = {ind: gallery.pipeline.identify_photo(photos[ind, QUERY_SEED]) for ind in INDIVIDUALS}
+        answers = {
+            ind: gallery.pipeline.identify_photo(photos[ind, QUERY_SEED]) for ind in INDIVIDUALS
+        }
         again = gallery.catalogue.reextract()
 
     assert done.extracted == 6

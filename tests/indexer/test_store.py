@@ -977,7 +977,9 @@ def test_an_older_database_is_migrated_keeping_its_rows(db_path: Path, version: 
         image_id, created = store.add_image(new_image(3, file_bytes=10, format="PNG"), None, [])
         assert created and store.image(image_id).file_bytes == 10
     conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    # Calibrations live in the database from version 4 on.
+    assert conn.execute("SELECT COUNT(*) FROM calibrations").fetchone()[0] == 0
     columns = {row[1] for row in conn.execute("PRAGMA table_info(images)")}
     conn.close()
     assert {"file_bytes", "format"} <= columns
@@ -992,3 +994,25 @@ def test_file_bytes_must_be_positive(store: Store) -> None:
         store.set_file(image_id, 0, "JPEG")
     assert store.set_file(999, 5, None) is False
     assert store.image_shas() == {sha(1)}
+
+
+def test_a_calibration_replaces_the_older_one_of_its_key(store: Store) -> None:
+    assert store.calibration("rootsift-1") is None
+    first = store.save_calibration("rootsift-1", b"one")
+    other = store.save_calibration("rootsift-2", b"other")
+    second = store.save_calibration("rootsift-1", b"two")
+    assert first < other < second
+    assert store.calibration("rootsift-1") == (second, b"two")
+    assert store.calibration("rootsift-2") == (other, b"other")
+    assert store.marker()[2] == second
+
+
+def test_move_image_relabels_one_photo_and_bumps_the_epoch(store: Store) -> None:
+    image_id, _ = store.add_image(new_image(1), "beluga", [])
+    epoch = store.epoch()
+    store.move_image(image_id, "B", "orca")
+    assert store.image(image_id).individual_id == "B"
+    assert store.individual("B").species == "orca"
+    assert store.epoch() == epoch + 1
+    with pytest.raises(NotFound):
+        store.move_image(999, "B")

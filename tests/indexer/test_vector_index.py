@@ -307,9 +307,7 @@ def test_failed_save_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Monk
         ),
     ],
 )
-def test_load_refuses_other_faiss_indexes(
-    index: faiss.Index, message: str, tmp_path: Path
-) -> None:
+def test_load_refuses_other_faiss_indexes(index: faiss.Index, message: str, tmp_path: Path) -> None:
     path = tmp_path / "other.faiss"
     faiss.write_index(index, str(path))
     with pytest.raises(ValueError, match=message):

@@ -47,9 +47,7 @@ def test_every_error_answer_is_documented_with_the_body_sent(client: TestClient)
     assert {"409", "413", "422"} <= set(enrol)
 
 
-@pytest.mark.parametrize(
-    "offset", ["9223372036854775808", "-1", "99999999999999999999999999"]
-)
+@pytest.mark.parametrize("offset", ["9223372036854775808", "-1", "99999999999999999999999999"])
 def test_offsets_past_sqlites_integers_are_a_400(client: TestClient, offset: str) -> None:
     answer = client.get(f"/v1/individuals?offset={offset}")
     assert answer.status_code == 400

@@ -156,7 +156,10 @@ def test_predict_single_speaks_the_old_schema(client: TestClient) -> None:
     assert body["bbox"] == [0, 0, *Image.open(io.BytesIO(content)).size]
     assert body["rejected"] is False
     assert body["cetacean_score"] == -1.0
+    assert body["is_cetacean"] is None  # no gate looked: no claim either way
     assert "gate=none" in body["model_version"]
+    text = client.post("/v1/predict-single", files={"file": ("notes.txt", b"not a photo")})
+    assert text.json()["is_cetacean"] is None and text.json()["rejected"] is True
 
 
 def test_predict_batch_returns_a_list(client: TestClient) -> None:

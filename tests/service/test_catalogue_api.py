@@ -214,9 +214,9 @@ def test_export_filters_by_species_and_refuses_unknown_formats(client: TestClien
 
     media = "http://testserver.local/v1/images/{}/file"
     dwc = rows(client.get("/v1/export", params={"format": "dwc"}).text)
-    assert {r["associatedMedia"] for r in dwc} == {
-        media.format(r["image_id"]) for r in only
-    } | {media.format(i["id"]) for n in ("HW-1", "HW-2") for i in images_of(client, n)}
+    assert {r["associatedMedia"] for r in dwc} == {media.format(r["image_id"]) for r in only} | {
+        media.format(i["id"]) for n in ("HW-1", "HW-2") for i in images_of(client, n)
+    }
 
 
 # ---------------------------------------------------------------------- photo files

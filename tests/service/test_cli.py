@@ -166,10 +166,24 @@ def test_data_folder_that_is_a_file_exits_1(
 ) -> None:
     (tmp_path / "data").write_text("not a folder", encoding="utf-8")
 
-    code, _, err = run(capsys, "stats", "--data", tmp_path / "data" / "sub")
+    write_folder(tmp_path / "photos", ["A"], photos=1)
+    code, _, err = run(capsys, "enrol", tmp_path / "photos", "--data", tmp_path / "data" / "sub")
 
     assert code == 1
     assert "cannot open the data folder" in err
+
+
+@pytest.mark.parametrize(
+    "command", [["stats"], ["identify", "x.jpg"], ["individual", "rename", "a", "b"]]
+)
+def test_a_folder_without_a_catalogue_is_refused_not_searched(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    code, out, err = run(capsys, *command, "--data", tmp_path / "typo")
+
+    assert code == 1 and out == ""
+    assert err.startswith(f"whaleid: no catalogue in {tmp_path / 'typo'}: enrol photos first")
+    assert not (tmp_path / "typo").exists()  # nothing was created
     assert "Traceback" not in err
 
 
@@ -399,7 +413,9 @@ def test_rebuild_after_a_settings_change_re_extracts_from_the_stored_photos(
     # A photo enrolled by a version that kept no files.
     with Gallery.open(data) as gallery:
         old = load_photo(encode(sighting("C", 0), "JPEG"))
-        old_id = gallery.catalogue.enrol(msgspec.structs.replace(old, content=b""), "C", source_name="c.jpg")
+        old_id = gallery.catalogue.enrol(
+            msgspec.structs.replace(old, content=b""), "C", source_name="c.jpg"
+        )
     config = tmp_path / "whaleid.toml"
     config.write_text("[features]\nmax_features = 600\n")
 
@@ -442,14 +458,21 @@ def test_evaluate_writes_the_report_and_a_summary(
 
     def evaluate(entries, *, features, engine, open_set, seed, embedder, gate, progress):  # type: ignore[no-untyped-def]
         seen.update(
-            entries=entries, features=features, engine=engine, open_set=open_set, seed=seed,
-            embedder=embedder, gate=gate,
+            entries=entries,
+            features=features,
+            engine=engine,
+            open_set=open_set,
+            seed=seed,
+            embedder=embedder,
+            gate=gate,
         )
         progress(1, 2)
         progress(2, 2)
         return FakeReport(top1=0.75, top5=1.0, map5=0.875, n_queries=4, query_ms_p50=12.5)
 
-    monkeypatch.setitem(sys.modules, "evaluation.leave_one_out", types.SimpleNamespace(evaluate=evaluate))
+    monkeypatch.setitem(
+        sys.modules, "evaluation.leave_one_out", types.SimpleNamespace(evaluate=evaluate)
+    )
     out_json = tmp_path / "reports" / "accuracy.json"
 
     code, out, _ = run(
@@ -474,7 +497,10 @@ def test_evaluate_writes_the_report_and_a_summary(
         "query_ms_p50": 12.5,
         "stages": ["decode", "local search"],
     }
-    assert "top1 0.750  top5 1.000  map5 0.875  queries 4  query p50 12.5 ms  (decode, local search)" in out
+    assert (
+        "top1 0.750  top5 1.000  map5 0.875  queries 4  query p50 12.5 ms  (decode, local search)"
+        in out
+    )
     assert seen["open_set"] is True and seen["seed"] == 7
     assert seen["embedder"] is None and seen["gate"] is None  # no models installed
     assert seen["features"] == KeypointConfig(long_side=400)
@@ -520,3 +546,24 @@ def test_serve_runs_the_app_with_uvicorn(tmp_path: Path, monkeypatch: pytest.Mon
     assert isinstance(app, Litestar)
     assert (host, port) == ("127.0.0.1", 9100)
     assert (host2, port2) == ("0.0.0.0", 9200)
+
+
+def test_serve_refuses_in_one_line_what_would_stop_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("must not start"))
+    a_file = tmp_path / "passwd"
+    a_file.write_text("root:x:0:0\n")
+    code, _, err = run(capsys, "serve", "--data", a_file)
+    assert code == 2 and err == f"whaleid: the data folder {a_file} is not a folder\n"
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code, _, err = run(capsys, "serve", "--data", tmp_path / "data", "--port", port)
+    assert code == 2
+    assert err.startswith(f"whaleid: cannot listen on 127.0.0.1:{port}: ")
+    assert len(err.splitlines()) == 1

@@ -55,7 +55,7 @@ def test_export_of_an_empty_folder_says_so(
 ) -> None:
     code, _, err = run(capsys, "export", "--data", tmp_path / "nothing")
     assert code == 1
-    assert "nothing enrolled" in err
+    assert "no catalogue in" in err and "enrol photos first" in err
     assert not (tmp_path / "nothing").exists()
 
 

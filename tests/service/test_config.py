@@ -113,7 +113,9 @@ def test_os_environ_is_read_when_none_is_given(monkeypatch: pytest.MonkeyPatch) 
             "unknown field `coarse_levels` - at `$.features`",
             id="algorithm-constant-is-no-setting",
         ),
-        pytest.param("[features]\nlong_side = 10\n", "$.features.long_side", id="tiny-working-size"),
+        pytest.param(
+            "[features]\nlong_side = 10\n", "$.features.long_side", id="tiny-working-size"
+        ),
         pytest.param("workers = 0\n", "$.workers", id="no-workers"),
         pytest.param('data_dir = ""\n', "$.data_dir", id="empty-data-dir"),
         pytest.param("port = [\n", "not valid TOML", id="syntax"),

@@ -15,7 +15,7 @@ from service.cli import main
 from service.config import Settings
 from service.schemas import FUSED
 from tests.deep_models import PLANTED, PLANTED_PHOTOS, RandomModels
-from tests.synthetic import encode, sighting
+from tests.synthetic import encode, sighting, write_folder
 
 
 def _models(random_models: RandomModels, tmp_path: Path, threshold: float) -> Path:
@@ -172,6 +172,10 @@ def test_the_cli_applies_the_gate_too(
     query = tmp_path / "q.png"
     query.write_bytes(encode(sighting("w-1", 1)))
     args = ["--data", str(tmp_path / "data"), "--config", str(config)]
+    catalogue = tmp_path / "catalogue"
+    write_folder(catalogue, ["w-1"], photos=1)
+    assert main(["enrol", str(catalogue), *args]) == 0  # the gate is not applied to curators
+    capsys.readouterr()
 
     assert main(["identify", str(query), *args]) == 0
     assert f"{query}: rejected (not_a_marine_mammal): the gate found no whale" in (
