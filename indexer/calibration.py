@@ -135,17 +135,25 @@ def harvest(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Positive and negative scores for a fit, from leave-one-out queries.
 
+    A positive is the true individual's score when it ranks first: the probability shown
+    is read above all for the best candidate, so a true individual that ranked lower
+    (typically with no verified match at all) must not teach that a low score is often
+    right. A negative is the best wrong individual's score: it is what a wrong best
+    candidate scores, and what wrong candidates score below a right one.
+
     Args:
         queries: (true individual, individual -> score) of each query searched with its
             own entry left out.
-        missing: the score of an individual the search did not return.
+        missing: the score of a query with no wrong individual found.
 
     Returns:
-        (best true score, best wrong score) of every query: two (Q,) float64 arrays.
+        (positives, negatives): two float64 arrays.
     """
     positives: list[float] = []
     negatives: list[float] = []
     for truth, scores in queries:
-        positives.append(scores.get(truth, missing))
-        negatives.append(max((v for k, v in scores.items() if k != truth), default=missing))
+        wrong = max((v for k, v in scores.items() if k != truth), default=missing)
+        if truth in scores and scores[truth] > wrong:
+            positives.append(scores[truth])
+        negatives.append(wrong)
     return np.asarray(positives, dtype=np.float64), np.asarray(negatives, dtype=np.float64)

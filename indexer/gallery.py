@@ -15,6 +15,7 @@ index is rebuilt from the database.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -39,6 +40,7 @@ from indexer.store import DATABASE_FILE, Store
 
 __all__ = ["Gallery", "Progress"]
 
+_log = logging.getLogger(__name__)
 _INDEX_DIR = "index"
 # OpenMP threads of one FAISS search: concurrent requests already fill the cores, and
 # OpenMP threads spinning against each other are far slower than one thread.
@@ -259,6 +261,7 @@ class Gallery:
             params.nprobe,
         )
         if loaded is None:
+            _log.warning("rebuilding the search index of %s from the database", self.store.path)
             self.follower.rebuild(progress)
         else:
             index, state = loaded

@@ -7,8 +7,11 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, YamlRenderPlugin
+
+from service import schemas
 
 __all__ = ["doc_plugins"]
 
@@ -33,7 +36,7 @@ class _LocalDocs(OpenAPIRenderPlugin):
             f"<p>The machine-readable document: <a href='{escape(json_url)}'>{escape(json_url)}</a>"
             " (OpenAPI 3.1).</p>",
         ]
-        for path, operations in sorted(openapi_schema.get("paths", {}).items()):
+        for path, operations in sorted(_strict(openapi_schema).get("paths", {}).items()):
             for method, operation in operations.items():
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue
@@ -61,10 +64,40 @@ def _operation(method: str, path: str, operation: dict[str, Any]) -> str:
     )
 
 
+class _StrictJson(JsonRenderPlugin):
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, _strict(openapi_schema))
+
+
+class _StrictYaml(YamlRenderPlugin):
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, _strict(openapi_schema))
+
+
+def _strict(openapi_schema: dict[str, Any]) -> dict[str, Any]:
+    """The document with `additionalProperties: false` on the request bodies that refuse
+    unknown keys (msgspec's `forbid_unknown_fields`), which Litestar's generator omits: a
+    typo in a field name is a 400, and the schema must say so."""
+    components = openapi_schema.get("components", {}).get("schemas", {})
+    for name in _STRICT_BODIES:
+        if name in components:
+            components[name]["additionalProperties"] = False
+    return openapi_schema
+
+
+_STRICT_BODIES = [
+    struct.__name__
+    for struct in vars(schemas).values()
+    if isinstance(struct, type)
+    and issubclass(struct, msgspec.Struct)
+    and struct.__struct_config__.forbid_unknown_fields
+]
+
+
 def doc_plugins() -> list[OpenAPIRenderPlugin]:
     """The page at /schema, and the document itself as JSON and YAML."""
     return [
         _LocalDocs(path="/"),
-        JsonRenderPlugin(path="/openapi.json"),
-        YamlRenderPlugin(path=["/openapi.yaml", "/openapi.yml"]),
+        _StrictJson(path="/openapi.json"),
+        _StrictYaml(path=["/openapi.yaml", "/openapi.yml"]),
     ]

@@ -31,6 +31,7 @@ from indexer.results import Progress
 from service.api_docs import doc_plugins
 from service.config import Settings
 from service.errors import handle_error
+from service.litestar_fixes import fix_allow_header
 from service.metrics import Metrics
 from service.routes import catalogue, identify, ops
 from service.runtime import Runtime
@@ -170,6 +171,7 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> Litest
         else None,
         exception_handlers={Exception: handle_error},
         before_request=_wait_for_catalogue,
+        before_send=[fix_allow_header],
         lifespan=[_lifespan],
         state=State({"settings": settings, "models": models}),
         request_max_body_size=settings.max_upload_bytes + identify.MULTIPART_OVERHEAD,

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 
 __all__ = ["CONTENT_TYPE", "DURATION_BUCKETS", "Metrics"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = "text/plain; version=0.0.4"
+"""Prometheus' text format (Litestar adds `; charset=utf-8` to every text type)."""
 """The Content-Type of `Metrics.render`'s text."""
 
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

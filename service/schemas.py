@@ -3,7 +3,7 @@ generated from them). New fields go last, with defaults, so older clients keep w
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from litestar.datastructures import UploadFile
@@ -45,6 +45,22 @@ __all__ = [
     "RejectionReason",
     "ReviewForm",
     "ReviewResult",
+]
+
+
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+ID_PATTERN = rf"^(?!\.\.?$)[^/\s{_CONTROL}](?:[^/{_CONTROL}]*[^/\s{_CONTROL}])?$"
+"""What `indexer.store` accepts as an individual id, as the OpenAPI schema states it."""
+IndividualId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=ID_PATTERN,
+        description="An individual's catalogue id: at most 128 characters, no '/', no"
+        " control characters, no spaces at either end, not '.' or '..' (one segment of"
+        " these paths); spellings that differ only in Unicode normalisation are one id",
+    ),
 ]
 
 
@@ -96,7 +112,7 @@ class EnrolForm(msgspec.Struct, kw_only=True):
     """Multipart body of POST /v1/enrol."""
 
     file: UploadFile
-    individual_id: str
+    individual_id: IndividualId
     species: str | None = None
     move: bool = False
     """A photo already stored under another individual moves to this one; without it
@@ -106,7 +122,7 @@ class EnrolForm(msgspec.Struct, kw_only=True):
 class ImagesForm(msgspec.Struct, kw_only=True):
     """Multipart body of POST /v1/individuals/{id}/images: one or more `files`."""
 
-    files: list[UploadFile]
+    files: Annotated[list[UploadFile], msgspec.Meta(min_length=1)]
 
 
 class ReviewForm(msgspec.Struct, kw_only=True):
@@ -116,7 +132,7 @@ class ReviewForm(msgspec.Struct, kw_only=True):
     verdict: Literal["confirm", "no_match"]
     """confirm: the photo shows `individual_id` (an existing individual, usually the
     candidate the service proposed). no_match: it shows none of the known individuals."""
-    individual_id: str | None = None
+    individual_id: IndividualId | None = None
     """For confirm, the individual; for no_match, the id to give the new individual
     (one is made up from the date and the photo's hash when omitted)."""
     species: str | None = None
@@ -131,7 +147,7 @@ IdentifyResponse = Identification
 class NewIndividual(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """JSON body of POST /v1/individuals."""
 
-    id: str
+    id: IndividualId
     species: str | None = None
     name: str | None = None
 
@@ -139,7 +155,7 @@ class NewIndividual(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class IndividualPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """JSON body of PATCH /v1/individuals/{id}; omitted fields stay as they are."""
 
-    id: str | None = None
+    id: IndividualId | None = None
     """A new catalogue id (rename); the photos follow."""
     species: str | None = None
     name: str | None = None
@@ -148,7 +164,7 @@ class IndividualPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 class MergeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """JSON body of POST /v1/individuals/{id}/merge."""
 
-    source: str
+    source: IndividualId
     """The individual whose photos move into the one in the path; it is then deleted."""
 
 

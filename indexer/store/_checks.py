@@ -56,7 +56,7 @@ def check_individual_id(field: str, value: object) -> None:
         raise InvalidInput(f"{field}: must not contain '/', got {value!r}")
     if value in (".", ".."):
         raise InvalidInput(f"{field}: {value!r} is not an id")
-    if value != value.strip() or any(unicodedata.category(c).startswith("C") for c in value):
+    if value != value.strip() or any(unicodedata.category(c) == "Cc" for c in value):
         raise InvalidInput(
             f"{field}: no control characters, and no spaces at either end, got {value!r}"
         )

@@ -54,8 +54,10 @@ __all__ = [
 ]
 
 MAX_PAGE = 500
-# SQLite integers are 64-bit: a larger offset is a 400, not an overflow.
-MAX_OFFSET = 2**62
+# SQLite integers are 64-bit: a larger offset is a 400, not an overflow. 2**53 is exact
+# as a JSON number too, so clients that read the schema's bound as a float agree on it.
+MAX_OFFSET = 2**53
+ImageId = Annotated[int, Parameter(ge=1, le=MAX_OFFSET, description="the image's id")]
 MAX_PHOTOS_PER_REQUEST = 100
 IMAGE_FILE_PATH = "/v1/images/{image_id}/file"
 """Where a stored photo's file is served (`{image_id}` to fill in)."""
@@ -197,7 +199,7 @@ async def add_images(
 
 
 @get("/v1/images/{image_id:int}", responses=errors(404))
-async def get_image(image_id: FromPath[int], runtime: NamedDependency[Runtime]) -> ImageRow:
+async def get_image(image_id: ImageId, runtime: NamedDependency[Runtime]) -> ImageRow:
     """One stored photo's record (`file_bytes` is null when its file is not kept)."""
     row = await runtime.read(partial(runtime.catalogue.image, image_id))
     if row is None:
@@ -212,7 +214,7 @@ async def get_image(image_id: FromPath[int], runtime: NamedDependency[Runtime]) 
     opt={"read": True},
 )
 async def get_image_file(
-    request: Request, image_id: FromPath[int], runtime: NamedDependency[Runtime]
+    request: Request, image_id: ImageId, runtime: NamedDependency[Runtime]
 ) -> Response[bytes]:
     """The stored photo's original file, byte for byte, with its media type.
 
@@ -242,7 +244,7 @@ async def get_image_file(
 )
 async def get_image_thumbnail(
     request: Request,
-    image_id: FromPath[int],
+    image_id: ImageId,
     runtime: NamedDependency[Runtime],
     size: Annotated[
         int,
@@ -266,7 +268,7 @@ async def get_image_thumbnail(
 
 
 @delete("/v1/images/{image_id:int}", status_code=HTTPStatus.NO_CONTENT, responses=errors(404))
-async def delete_image(image_id: FromPath[int], runtime: NamedDependency[Runtime]) -> None:
+async def delete_image(image_id: ImageId, runtime: NamedDependency[Runtime]) -> None:
     """Delete one photo; its individual stays."""
     if not await runtime.run(partial(runtime.catalogue.delete_image, image_id)):
         raise NotFound(f"image {image_id} not found")

@@ -61,6 +61,7 @@ async def identify(
     status_code=HTTPStatus.OK,
     opt={"read": True},
     responses=errors(413, 422),
+    media_type=NDJSON,
 )
 async def identify_batch(
     data: Annotated[BatchForm, Body(media_type=RequestEncodingType.MULTI_PART)],

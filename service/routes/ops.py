@@ -47,7 +47,9 @@ def health() -> HealthResponse:
         )
     },
 )
-async def ready(runtime: NamedDependency[Runtime]) -> ReadyResponse | Response[StartingResponse]:
+async def ready(
+    runtime: NamedDependency[Runtime],
+) -> Response[ReadyResponse | StartingResponse]:
     """Readiness: the database and index are open; what they hold and how photos are
     identified. While the index is rebuilt at start-up: 503, with how far it got."""
     with anyio.move_on_after(_READY_WAIT_S):
@@ -64,17 +66,19 @@ async def ready(runtime: NamedDependency[Runtime]) -> ReadyResponse | Response[S
     # anyio's default pool, not the workers' limiter: a probe must not queue behind a
     # burst of identifications, or the orchestrator would restart a busy, healthy pod.
     stats = await anyio.to_thread.run_sync(runtime.gallery.stats)
-    return ReadyResponse(
-        database=str(Path(runtime.gallery.store.path).absolute()),
-        counts=stats,
-        extractor=runtime.pipeline.extractor,
-        models=runtime.pipeline.models,
-        identification=runtime.pipeline.identification,
-        gate=runtime.pipeline.gate_description,
+    return Response(
+        ReadyResponse(
+            database=str(Path(runtime.gallery.store.path).absolute()),
+            counts=stats,
+            extractor=runtime.pipeline.extractor,
+            models=runtime.pipeline.models,
+            identification=runtime.pipeline.identification,
+            gate=runtime.pipeline.gate_description,
+        )
     )
 
 
-@get("/metrics", opt={"public": True})
+@get("/metrics", opt={"public": True}, media_type=CONTENT_TYPE)
 async def metrics(runtime: NamedDependency[Runtime]) -> Response[str]:
     """Prometheus metrics: requests and latency by route, rejections by reason, gallery
     size."""
@@ -95,7 +99,7 @@ async def metrics(runtime: NamedDependency[Runtime]) -> Response[str]:
     return Response(text, media_type=CONTENT_TYPE)
 
 
-@get("/v1/export", responses=errors())
+@get("/v1/export", responses=errors(), media_type="text/csv")
 async def export(
     request: Request,
     runtime: NamedDependency[Runtime],

@@ -58,7 +58,15 @@ def test_smoothing_never_reverses_the_order() -> None:
     assert calibration.probability(10000.0) >= calibration.probability(150.0)
 
 
-def test_harvest_takes_the_best_true_and_best_wrong_score() -> None:
-    positives, negatives = harvest([("a", {"a": 3.0, "b": 5.0, "c": 1.0}), ("b", {"a": 2.0})], -1.0)
-    assert positives.tolist() == [3.0, -1.0]
-    assert negatives.tolist() == [5.0, 2.0]
+def test_harvest_takes_a_first_true_score_and_every_best_wrong_one() -> None:
+    positives, negatives = harvest(
+        [
+            ("a", {"a": 3.0, "b": 5.0, "c": 1.0}),  # true but second: no positive
+            ("b", {"a": 2.0}),  # true not found
+            ("c", {"c": 9.0, "a": 4.0}),  # true first
+            ("d", {"d": 1.0}),  # nothing wrong found
+        ],
+        -1.0,
+    )
+    assert positives.tolist() == [9.0, 1.0]
+    assert negatives.tolist() == [5.0, 2.0, 4.0, -1.0]

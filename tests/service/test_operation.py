@@ -35,7 +35,7 @@ def test_metrics_count_requests_rejections_and_gallery(tmp_path: Path) -> None:
         client.get("/v1/individuals/nobody")
         response = client.get("/metrics")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     text = response.text
     route = {"route": "/v1/identify", "method": "POST", "status": "200"}
     assert metric(text, "whaleid_requests_total", **route) == 3
