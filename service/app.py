@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
+from functools import partial
 
 import anyio.to_thread
 from litestar import Litestar, Request, Router
@@ -26,13 +26,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from embeddings.registry import LoadedModels, load_models
-from indexer.gallery import Gallery
-from indexer.results import Progress
 from service.api_docs import doc_plugins
 from service.config import Settings
 from service.errors import handle_error
 from service.litestar_fixes import fix_allow_header
 from service.metrics import Metrics
+from service.opening import open_gallery
 from service.routes import catalogue, identify, ops
 from service.runtime import Runtime
 from service.security import require_api_key
@@ -83,19 +82,8 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     runtime = Runtime(settings, Metrics())
     app.state.runtime = runtime
 
-    def open_gallery(progress: Progress) -> Gallery:
-        return Gallery.open(
-            Path(settings.data_dir),
-            features=settings.features.keypoints(),
-            engine=settings.engine,
-            embedder=models.embedder,
-            gate=models.gate,
-            max_pixels=settings.max_image_pixels,
-            progress=progress,
-        )
-
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(runtime.open, open_gallery)
+        tasks.start_soon(runtime.open, partial(open_gallery, settings, models))
         tasks.start_soon(runtime.keep_calibrated)
         try:
             yield

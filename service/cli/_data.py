@@ -32,7 +32,8 @@ def open_gallery(
             individual" from an empty catalogue.
     """
     from embeddings.registry import load_models
-    from indexer.gallery import Gallery  # loads FAISS; only the commands that search pay
+    from service.opening import open_gallery as open_configured  # loads FAISS: only
+    # the commands that search pay for it
 
     data_dir = Path(settings.data_dir)
     if not create:
@@ -41,15 +42,7 @@ def open_gallery(
         models = load_models(settings.models_dir, settings.model_threads)
     try:
         with progress_bar("index", "image") as progress:
-            return Gallery.open(
-                data_dir,
-                features=settings.features.keypoints(),
-                engine=settings.engine,
-                embedder=models.embedder,
-                gate=models.gate,
-                max_pixels=settings.max_image_pixels,
-                progress=progress,
-            )
+            return open_configured(settings, models, progress)
     except OSError as exc:  # e.g. the data folder is a file, or not writable
         raise CommandError(
             f"cannot open the data folder {data_dir}: {exc.strerror or exc}"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-import service.app
 import service.runtime
 from indexer.gallery import Gallery
 from service.app import create_app
@@ -30,7 +29,7 @@ def test_probes_answer_while_the_catalogue_opens(
         assert release.wait(timeout=30)
         return real_open(data_dir, **kwargs)
 
-    monkeypatch.setattr(service.app.Gallery, "open", slow_open)
+    monkeypatch.setattr(Gallery, "open", slow_open)
     monkeypatch.setattr(service.runtime, "_WAIT_FOR_GALLERY_S", 0.2)
     app = create_app(Settings(data_dir=str(tmp_path / "data"), rate_limit_per_minute=0))
     with TestClient(app) as client:
