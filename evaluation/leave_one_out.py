@@ -174,7 +174,7 @@ def evaluate(
                 if progress is not None:
                     progress(done, total)
             # The normal workflow: enrolment, then the refit it makes due (no rebuild).
-            gallery.refit_if_due()
+            gallery.calibrator.refit_if_due()
             return _score(
                 gallery,
                 queries,
@@ -269,7 +269,7 @@ def _score(
         engine=gallery.engine,
         unreadable=unreadable,
         per_species={name: _rank_scores(r) for name, r in sorted(species_ranks.items())},
-        calibrated=gallery.current_calibrations().local.fitted,
+        calibrated=gallery.calibrator.current().local.fitted,
         new_individual_precision=(
             new_true / (new_true + new_false) if open_set and new_true + new_false else None
         ),

@@ -21,20 +21,18 @@ from types import TracebackType
 from typing import Self
 
 import faiss
-import msgspec
 
 from embeddings.keypoints import KeypointConfig, RootSiftExtractor
 from embeddings.protocol import GlobalExtractor
 from indexer.catalogue import Catalogue
 from indexer.config import EngineConfig
-from indexer.decision import Calibrations
 from indexer.deep_search import DeepSearch
 from indexer.follower import Follower
 from indexer.index_files import IndexState, load_index, save_index
 from indexer.local_search import LocalSearch, SearchParameters
 from indexer.photo_files import PHOTOS_DIR, PhotoFiles
 from indexer.pipeline import DeepSearchStage, Gate, GateStage, LocalSearchStage, Pipeline, Stage
-from indexer.refit import calibration_due, fit_calibrations
+from indexer.refit import Calibrator
 from indexer.results import GalleryStats, Progress
 from indexer.store import DATABASE_FILE, Store
 
@@ -74,11 +72,14 @@ class Gallery:
             else DeepSearch(store, embedder.name, embedder.version, embedder.dim)
         )
         self.follower = Follower(store, self._extractor_key, self.local, self.deep)
-        self._calibrations = Calibrations()
-        self._calibration_id = 0
-        self._calibration_key = "+".join(
-            [f"{extractor.name}-{extractor.version}"]
-            + ([f"{embedder.name}-{embedder.version}"] if embedder else [])
+        self.calibrator = Calibrator(
+            store,
+            "+".join(
+                [f"{extractor.name}-{extractor.version}"]
+                + ([f"{embedder.name}-{embedder.version}"] if embedder else [])
+            ),
+            self.follower,
+            self.deep,
         )
         self.photos = PhotoFiles(index_dir.parent / PHOTOS_DIR)
         self.catalogue = Catalogue(
@@ -102,7 +103,7 @@ class Gallery:
             store=store,
             follower=self.follower,
             stages=stages,
-            calibrations=self.current_calibrations,
+            calibrations=self.calibrator.current,
             extractor=extractor,
             models=models,
             threshold=engine.new_individual_threshold,
@@ -195,43 +196,8 @@ class Gallery:
         """Rebuild the searches from the database and refit the calibrations."""
         with self.follower.lock:
             self.follower.rebuild(progress)
-            self.refit(progress)
+            self.calibrator.refit(progress)
             self.save()
-
-    def refit(self, progress: Progress | None = None) -> None:
-        """Fit the calibrations on the gallery as it is now and commit them to the
-        database, where every process reads them."""
-        fitted = fit_calibrations(self.store, self._extractor_key, self.local, self.deep, progress)
-        self._set_calibrations(fitted)
-
-    def current_calibrations(self) -> Calibrations:
-        """The latest calibrations committed by any process (reloaded when a newer one
-        was committed since this process last looked)."""
-        if self.follower.calibration_id != self._calibration_id:
-            saved = self.store.calibration(self._calibration_key)
-            if saved is not None:
-                self._calibration_id = saved[0]
-                self._calibrations = msgspec.json.decode(saved[1], type=Calibrations)
-        return self._calibrations
-
-    def _set_calibrations(self, calibrations: Calibrations) -> None:
-        self._calibration_id = self.store.save_calibration(
-            self._calibration_key, msgspec.json.encode(calibrations)
-        )
-        self._calibrations = calibrations
-
-    def refit_if_due(self, progress: Progress | None = None) -> bool:
-        """Refit the calibrations if the catalogue grew enough since they were fitted, so
-        probabilities stay calibrated as photos are enrolled (no rebuild needed).
-
-        Returns:
-            Whether they were refitted.
-        """
-        self.follower.catch_up()
-        if not calibration_due(self.current_calibrations(), len(self.local.labels())):
-            return False
-        self.refit(progress)
-        return True
 
     def stats(self) -> GalleryStats:
         self.follower.catch_up()
@@ -267,8 +233,8 @@ class Gallery:
             index, state = loaded
             self.follower.resume(index, state.epoch, state.max_feature_id, set(state.image_ids))
         self.save()
-        if self.store.calibration(self._calibration_key) is None:
+        if not self.calibrator.stored:
             # A new catalogue, one fitted before calibrations were kept in the database,
             # or one that just got a deep model: fit them now rather than answer
             # uncalibrated.
-            self.refit(progress)
+            self.calibrator.refit(progress)

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+import msgspec
+
 from embeddings.protocol import LocalFeatures
 from indexer.calibration import Calibration, calibration_queries, fit_isotonic, harvest
 from indexer.decision import UNFITTED_HALF_COSINE, UNFITTED_HALF_SCORE, Calibrations
 from indexer.deep_search import CENTROID_BASE, DeepSearch
+from indexer.follower import Follower
 from indexer.local_search import LocalSearch
 from indexer.results import Progress
 from indexer.store import Store
 
-__all__ = ["calibration_due", "fit_calibrations", "fit_deep"]
+__all__ = ["Calibrator", "calibration_due", "fit_calibrations", "fit_deep"]
 
 CALIBRATION_QUERIES = 300
 """Leave-one-out queries per fit: a few hundred pairs give a smooth isotonic curve, and
@@ -86,3 +89,58 @@ def _deep_queries(deep: DeepSearch) -> Iterator[tuple[str, Mapping[str, float]]]
             continue
         hits = deep.search(vector, exclude=[image_id])
         yield labels[image_id], {name: hit.cosine for name, hit in hits.items()}
+
+
+class Calibrator:
+    """The calibrations of one extractor and model setup: the latest any process
+    committed to the database, refitted here when the catalogue has grown enough.
+
+    Args:
+        store: the database, where the calibrations are kept.
+        key: the setup ("rootsift-<version>[+<model>-<version>]"); other settings' fits
+            are never used.
+        follower: tells when another process committed newer calibrations.
+        deep: the deep search, if a model is loaded.
+    """
+
+    def __init__(self, store: Store, key: str, follower: Follower, deep: DeepSearch | None) -> None:
+        self.store = store
+        self.key = key
+        self.follower = follower
+        self.deep = deep
+        self._current = Calibrations()
+        self._id = 0
+
+    @property
+    def stored(self) -> bool:
+        """Whether the database holds calibrations of this setup."""
+        return self.store.calibration(self.key) is not None
+
+    def current(self) -> Calibrations:
+        """The latest calibrations committed by any process (reloaded when a newer one
+        was committed since this process last looked)."""
+        if self.follower.calibration_id != self._id:
+            saved = self.store.calibration(self.key)
+            if saved is not None:
+                self._id = saved[0]
+                self._current = msgspec.json.decode(saved[1], type=Calibrations)
+        return self._current
+
+    def refit(self, progress: Progress | None = None) -> None:
+        """Fit on the catalogue as it is now and commit the result."""
+        local = self.follower.local
+        fitted = fit_calibrations(self.store, self.follower.extractor, local, self.deep, progress)
+        self._id = self.store.save_calibration(self.key, msgspec.json.encode(fitted))
+        self._current = fitted
+
+    def refit_if_due(self, progress: Progress | None = None) -> bool:
+        """Refit if the catalogue grew enough since the last fit (`calibration_due`).
+
+        Returns:
+            Whether it refitted.
+        """
+        self.follower.catch_up()
+        if not calibration_due(self.current(), len(self.follower.local.labels())):
+            return False
+        self.refit(progress)
+        return True

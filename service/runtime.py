@@ -98,7 +98,7 @@ class Runtime:
         (by enrolment here or from any other process), off the request pools."""
         await self._opened.wait()
         while self._gallery is not None:
-            await anyio.to_thread.run_sync(self._gallery.refit_if_due)
+            await anyio.to_thread.run_sync(self._gallery.calibrator.refit_if_due)
             await anyio.sleep(_REFIT_CHECK_S)
 
     async def wait_closable(self) -> None:

@@ -49,7 +49,7 @@ def enrol(args: argparse.Namespace, settings: Settings) -> int:
         # Probabilities stay calibrated as the catalogue grows (the service refits too,
         # but a CLI run may be the only writer).
         with progress_bar("calibrate", "query") as progress:
-            gallery.refit_if_due(progress)
+            gallery.calibrator.refit_if_due(progress)
     except KeyboardInterrupt:
         # Every enrolment acknowledged so far is committed; say how far the run got.
         interrupted = True

@@ -181,14 +181,14 @@ def test_calibrations_fitted_by_one_process_are_used_by_the_other(data: Path, ph
     """A CLI refit is the server's calibration at its next answer, and a server that
     shuts down never writes an older one back."""
     with Gallery.open(data) as server, Gallery.open(data) as cli:
-        before = server.current_calibrations()
+        before = server.calibrator.current()
         for seed in GALLERY_SEEDS:
             for individual in ("ind-07", "ind-08", "ind-09", "ind-10"):
                 cli.catalogue.enrol(photo(individual, seed), individual)
-        assert cli.refit_if_due()
+        assert cli.calibrator.refit_if_due()
         server.pipeline.identify_photo(photos["ind-00", QUERY_SEED])
-        assert server.current_calibrations() == cli.current_calibrations() != before
-        assert server.current_calibrations().photos == 3 * len(PEOPLE) + 3 * 4
+        assert server.calibrator.current() == cli.calibrator.current() != before
+        assert server.calibrator.current().photos == 3 * len(PEOPLE) + 3 * 4
     with Gallery.open(data) as reopened:
-        assert reopened.current_calibrations().photos == 24
-        assert not reopened.refit_if_due()  # nothing grew since
+        assert reopened.calibrator.current().photos == 24
+        assert not reopened.calibrator.refit_if_due()  # nothing grew since

@@ -1,0 +1,71 @@
+"""The decision: candidates grouped by individual, probabilities that never rise along
+the list, and the open-set call on the best one."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexer.calibration import fit_isotonic
+from indexer.decision import Calibrations, decide
+from indexer.deep_search import DeepHit
+from indexer.local_search import RankedImage
+
+scores = st.floats(min_value=0.0, max_value=1e6, allow_nan=False)
+cosines = st.floats(min_value=-1.0, max_value=1.0, allow_nan=False)
+
+
+@st.composite
+def cases(draw):  # type: ignore[no-untyped-def]
+    n_photos = draw(st.integers(0, 30))
+    labels = {i: f"ind-{draw(st.integers(0, 9))}" for i in range(1, n_photos + 1)}
+    ranked = sorted(
+        (
+            RankedImage(image_id=i, score=s, lnbnn=s, verified=0.0, inliers=0)
+            for i, s in zip(labels, draw(st.lists(scores, min_size=n_photos, max_size=n_photos)))
+        ),
+        key=lambda r: r.score,
+        reverse=True,
+    )
+    local = fit_isotonic(
+        np.array(draw(st.lists(scores, min_size=10, max_size=40))),
+        np.array(draw(st.lists(scores, min_size=10, max_size=40))),
+        300_000.0,
+    )
+    deep_hits = None
+    if draw(st.booleans()):
+        names = draw(st.lists(st.sampled_from([f"ind-{i}" for i in range(14)]), unique=True))
+        deep_hits = {name: DeepHit(draw(cosines), None) for name in names}
+    deep = fit_isotonic(
+        np.array(draw(st.lists(cosines, min_size=10, max_size=40))),
+        np.array(draw(st.lists(cosines, min_size=10, max_size=40))),
+        0.5,
+    )
+    return ranked, labels, Calibrations(local=local, deep=deep), deep_hits
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases(), st.integers(1, 50), st.floats(0.0, 1.0))
+def test_probabilities_never_rise_along_the_candidates(case, top_k, threshold) -> None:  # type: ignore[no-untyped-def]
+    ranked, labels, calibrations, deep_hits = case
+    decision = decide(
+        ranked,
+        labels,
+        calibrations=calibrations,
+        deep_hits=deep_hits,
+        searched_locally=set(labels.values()),
+        threshold=threshold,
+        top_k=top_k,
+    )
+    probabilities = [c.probability for c in decision.candidates]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(0.0 <= p <= 1.0 for p in probabilities)
+    assert len({c.individual_id for c in decision.candidates}) == len(decision.candidates)
+    assert len(decision.candidates) <= top_k
+    assert decision.matched == bool(probabilities and probabilities[0] >= threshold)
+    if deep_hits is None:
+        # Local evidence alone: each individual is scored by its best photo, and the
+        # order never contradicts the scores.
+        local_scores = [c.local.score for c in decision.candidates if c.local]
+        assert local_scores == sorted(local_scores, reverse=True)
