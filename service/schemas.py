@@ -49,8 +49,9 @@ __all__ = [
 
 
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
-ID_PATTERN = rf"^(?!\.\.?$)[^/\s{_CONTROL}](?:[^/{_CONTROL}]*[^/\s{_CONTROL}])?$"
-"""What `indexer.store` accepts as an individual id, as the OpenAPI schema states it."""
+ID_PATTERN = rf"^\s*(?!\.\.?\s*$)[^/\s{_CONTROL}](?:[^/{_CONTROL}]*[^/\s{_CONTROL}])?\s*$"
+"""What `indexer.store` accepts as an individual id, as the OpenAPI schema states it;
+spaces around it are allowed here because the routes strip them."""
 IndividualId = Annotated[
     str,
     msgspec.Meta(
@@ -58,8 +59,9 @@ IndividualId = Annotated[
         max_length=128,
         pattern=ID_PATTERN,
         description="An individual's catalogue id: at most 128 characters, no '/', no"
-        " control characters, no spaces at either end, not '.' or '..' (one segment of"
-        " these paths); spellings that differ only in Unicode normalisation are one id",
+        " control characters, not '.' or '..' (one segment of these paths); spaces at"
+        " either end are dropped, and spellings that differ only in Unicode"
+        " normalisation are one id",
     ),
 ]
 
