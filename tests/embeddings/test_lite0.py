@@ -3,7 +3,10 @@ ONNX, against the plain-torch reference; the model folder in the data folder; th
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -27,7 +30,7 @@ from embeddings.reference.lite0 import EfficientNetLite0, load_lite0
 from embeddings.registry import load_models
 from indexer.pipeline import GateStage
 from service.cli import main
-from tests.synthetic import fluke, sighting
+from tests.synthetic import encode, fluke, sighting
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +153,34 @@ def test_whaleid_models_install_builds_into_the_data_folder(
 
     assert "efficientnet-lite0-" in capsys.readouterr().out
     assert isinstance(load_models(None, data_dir=tmp_path / "data").gate, Lite0Gate)
+
+
+def test_calibrate_gate_fits_the_lite0_gate_of_a_data_folder(
+    installed: Path, tmp_path: Path
+) -> None:
+    data = Path(shutil.copytree(installed, tmp_path / "data"))
+    photos = tmp_path / "gate"
+    (photos / "images").mkdir(parents=True)
+    rows = ["path,individual_id,species,source"]
+    for i in range(3):
+        (photos / "images" / f"w{i}.png").write_bytes(encode(sighting(f"w{i}", 0)))
+        rows.append(f"images/w{i}.png,,humpback_whale,test")
+        (photos / "images" / f"s{i}.png").write_bytes(encode(fluke(f"s{i}", width=200) // 3))
+        rows.append(f"images/s{i}.png,,not_cetacean:street,test")
+    (photos / "manifest.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "calibration.json"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "calibrate_gate.py"
+
+    done = subprocess.run(
+        [sys.executable, script, photos / "manifest.csv", "--data", data, "--json", out],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    written = json.loads(out.read_text())
+    gate = Lite0Gate(lite0_folder(data))  # the files still verify
+    assert gate.threshold == written["threshold"]
+    assert written["gate"] == f"lite0-gate-{gate.version}"
+    assert gate.calibration.startswith(f"calibrated on {photos / 'manifest.csv'} (6 photos")
