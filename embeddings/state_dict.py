@@ -116,7 +116,17 @@ def read_state_dict(path: Path) -> dict[str, np.ndarray]:
                 return _read_zip(archive)
         with open(path, "rb") as f:
             return _read_legacy(f)
-    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+    # A crafted pickle can still misuse the admitted types (call a storage type, BUILD
+    # odd attributes onto a record): whatever fails to read is "not a state dict".
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        zipfile.BadZipFile,
+    ) as exc:
         raise ModelFileError(path, f"not a plain torch state dict ({exc})") from exc
 
 

@@ -101,7 +101,16 @@ def test_a_truncated_storage_is_refused(tmp_path: Path) -> None:
         read_state_dict(path)
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint", pickle.dumps([1, 2])])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"not a checkpoint",
+        pickle.dumps([1, 2]),
+        b"\x80\x02ctorch\nFloatStorage\n)R.",  # calls an admitted storage type
+    ],
+    ids=["empty", "text", "a-list", "storage-called"],
+)
 def test_what_is_not_a_state_dict_is_a_model_file_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "other.pth"
     path.write_bytes(content)
