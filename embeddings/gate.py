@@ -25,6 +25,7 @@ __all__ = [
     "ClipGate",
     "GateCheck",
     "Prompt",
+    "calibration_note",
     "cetacean_score",
     "prompts",
 ]
@@ -67,6 +68,15 @@ def cetacean_score(images: np.ndarray, text: np.ndarray, cetacean: np.ndarray) -
     return weights[:, cetacean].sum(axis=1) / weights.sum(axis=1)
 
 
+def calibration_note(params: dict[str, object]) -> str:
+    """How a gate's threshold was chosen, from its model card's params."""
+    calibrated_on = params.get("calibrated_on")
+    if not calibrated_on:
+        return "default threshold, not calibrated (scripts/calibrate_gate.py)"
+    tpr, tnr = params.get("tpr", float("nan")), params.get("tnr", float("nan"))
+    return f"calibrated on {calibrated_on}: TPR {tpr:.3f}, TNR {tnr:.3f}"
+
+
 class ClipGate:
     """The exported gate of a model folder, run with ONNX Runtime.
 
@@ -89,13 +99,7 @@ class ClipGate:
             )
         self._cetacean = np.array(cetacean, dtype=bool)
         self._net = OnnxNet(Path(folder) / IMAGE_FILE, threads)
-        calibrated_on = card.params.get("calibrated_on")
-        self.calibration = (
-            f"calibrated on {calibrated_on}: TPR {card.params.get('tpr', float('nan')):.3f},"
-            f" TNR {card.params.get('tnr', float('nan')):.3f}"
-            if calibrated_on
-            else "default threshold, not calibrated (scripts/calibrate_gate.py)"
-        )
+        self.calibration = calibration_note(card.params)
         """How the threshold was chosen, for /ready."""
 
     def score(self, photo: Photo) -> float:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["arcface_input", "clip_input"]
+__all__ = ["arcface_input", "clip_input", "lite0_input"]
 
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 # OpenAI CLIP's statistics, which open_clip keeps for the laion2b ViT-B-32 weights.
 _CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 _CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+# TensorFlow's efficientnet-lite preprocessing: [0, 255] to [-1, 1].
+_HALF = np.array([0.5, 0.5, 0.5], dtype=np.float32)
 
 
 def arcface_input(pixels: np.ndarray, size: int = 512) -> np.ndarray:
@@ -35,6 +37,14 @@ def clip_input(pixels: np.ndarray, size: int = 224) -> np.ndarray:
     left, top = (resized[0] - size) // 2, (resized[1] - size) // 2
     crop = np.asarray(image)[top : top + size, left : left + size]
     return _normalised(crop, _CLIP_MEAN, _CLIP_STD)
+
+
+def lite0_input(pixels: np.ndarray, size: int = 224) -> np.ndarray:
+    """(1, 3, size, size) float32: the whole photo resized to a square (bicubic, aspect
+    ratio not kept, so an animal at the edge of a survey frame is not cropped away),
+    scaled to [-1, 1] as EfficientNet-Lite was trained."""
+    image = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC)
+    return _normalised(np.asarray(image), _HALF, _HALF)
 
 
 def _normalised(rgb: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -51,7 +51,8 @@ class GateCheck(Protocol):
 
 
 class Gate(Protocol):
-    """A cetacean / not-cetacean classifier (`embeddings.gate.ClipGate`)."""
+    """A cetacean / not-cetacean classifier (`embeddings.gate.ClipGate`,
+    `embeddings.lite0.Lite0Gate`)."""
 
     name: str
     version: str

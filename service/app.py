@@ -77,7 +77,12 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     models: LoadedModels | None = app.state.models
     if models is None:
         models = await anyio.to_thread.run_sync(
-            load_models, settings.models_dir, settings.model_threads
+            partial(
+                load_models,
+                settings.models_dir,
+                settings.model_threads,
+                data_dir=settings.data_dir,
+            )
         )
     runtime = Runtime(settings, Metrics())
     app.state.runtime = runtime

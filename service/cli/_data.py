@@ -39,7 +39,7 @@ def open_gallery(
     if not create:
         require_catalogue(settings)
     if models is None:
-        models = load_models(settings.models_dir, settings.model_threads)
+        models = load_models(settings.models_dir, settings.model_threads, data_dir=data_dir)
     try:
         with progress_bar("index", "image") as progress:
             return open_configured(settings, models, progress)

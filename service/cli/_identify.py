@@ -52,7 +52,9 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     entries = [entry for source in args.manifest for entry in read_entries(source)]
     from embeddings.registry import load_models
 
-    models = load_models(args.models or settings.models_dir, settings.model_threads)
+    models = load_models(
+        args.models or settings.models_dir, settings.model_threads, data_dir=settings.data_dir
+    )
     with progress_bar("evaluate", "query") as progress:
         report = evaluate(
             entries,

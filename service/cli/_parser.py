@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from indexer.results import MAX_TOP_K
-from service.cli import _catalogue, _identify, _index, _serve
+from service.cli import _catalogue, _identify, _index, _models, _serve
 
 __all__ = ["build_parser"]
 
@@ -174,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
     image_delete = image_commands.add_parser("delete", parents=[common], help="delete a photo")
     image_delete.add_argument("image_id", type=int, metavar="IMAGE_ID")
     image_delete.set_defaults(command=_catalogue.delete_image)
+
+    models = commands.add_parser("models", help="manage the built-in deep models")
+    models_commands = models.add_subparsers(
+        title="models commands", metavar="COMMAND", required=True
+    )
+    install = models_commands.add_parser(
+        "install",
+        parents=[common],
+        help="build the default cetacean gate (EfficientNet-Lite0) into the data folder",
+        description="Write the pretrained EfficientNet-Lite0 that comes with the install as"
+        " ONNX into DATA/models/lite0/ (checked by sha256; rebuilt when damaged). The"
+        " service and the CLI then gate every photo with it, unless a CLIP gate is"
+        " installed in models_dir.",
+    )
+    install.set_defaults(command=_models.install)
 
     serve = commands.add_parser("serve", parents=[common], help="run the HTTP service")
     serve.add_argument("--host", help="listen address (default: settings.host)")

@@ -36,7 +36,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             " (another whaleid serve? choose one with --port)",
             EXIT_USAGE,
         )
-    models = load_models(settings.models_dir, settings.model_threads)
+    models = load_models(settings.models_dir, settings.model_threads, data_dir=data_dir)
     uvicorn.run(
         create_app(settings, models),
         host=settings.host,
