@@ -26,9 +26,6 @@ _EXCLUDE_SLACK = 4
 # RANSAC tolerance as a fraction of the gallery photo's keypoint spread: the same
 # tolerance for a 300 px crop and a 3600 px frame.
 _RANSAC_TOLERANCE = 0.03
-# An IVF trained on N descriptors is trained again past this many times N: lists trained
-# on the first photos of a growing catalogue fit its later photos less well.
-_RETRAIN_GROWTH = 2.0
 # Matched point pairs an answer carries per candidate: enough to draw, small to send.
 MAX_PAIRS = 50
 
@@ -88,7 +85,6 @@ class LocalSearch:
         self._lock = threading.RLock()
         self._index = DescriptorIndex(128, params.exact_search_max, params.nprobe)
         self._entries: dict[int, _Entry] = {}
-        self._trained_size = 0
 
     # ------------------------------------------------------------------ contents
 
@@ -139,22 +135,12 @@ class LocalSearch:
         with self._lock:
             self._index = index
             self._entries = entries
-            self._trained_size = index.size
-
-    @property
-    def trained_on(self) -> int:
-        """Descriptors the index held when it was last built."""
-        return self._trained_size
 
     @property
     def outgrown(self) -> bool:
-        """Whether the index should be built again from the database (the descriptors
-        live there, not here): an exact index past `exact_search_max` becomes an IVF, and
-        an IVF that grew far past what its lists were trained on is trained again."""
-        size = self._index.size
-        if not self._index.approximate:
-            return size > self.params.exact_search_max
-        return size > _RETRAIN_GROWTH * self._trained_size
+        """Whether the exact index holds more than it should: time to `replace` it (the
+        descriptors live in the database, not here) so that it becomes an IVF."""
+        return not self._index.approximate and self._index.size > self.params.exact_search_max
 
     def add(self, image_id: int, individual_id: str, features: LocalFeatures) -> None:
         with self._lock:

@@ -364,20 +364,3 @@ def test_a_rolled_photo_is_identified_through_a_roll_hypothesis(built: Path, pho
         )
         assert gallery.local.labels()[ranked[0].image_id] == "ind-05"
         assert ranked[0].inliers > (upright[0].inliers if upright else 0)
-
-
-def test_an_ivf_that_grew_far_past_its_training_is_trained_again(tmp_path: Path, photos) -> None:
-    search = SearchParameters(exact_search_max=2_000, nprobe=32)
-    trained: list[int] = []
-    with Gallery.open(tmp_path, search=search) as gallery:
-        for individual in INDIVIDUALS:
-            for seed in GALLERY_SEEDS:
-                gallery.catalogue.enrol(photos[individual, seed], individual)
-                if gallery.local.index.approximate:
-                    trained.append(gallery.local.trained_on)
-        answer = gallery.pipeline.identify_photo(photos["ind-05", QUERY_SEED])
-        held = gallery.local.descriptors
-    # Trained first past 2 000 descriptors, then again each time it doubled.
-    assert trained[0] > 2_000
-    assert len(set(trained)) >= 3 and trained[-1] * 2 >= held
-    assert answer.candidates[0].individual_id == "ind-05"
