@@ -157,8 +157,9 @@ def evaluate(
             for entry in labelled:
                 done += 1
                 try:
-                    # Pixels only: the temporary gallery need not copy the data set's files.
-                    photo = msgspec.structs.replace(load_photo_file(entry.path), content=b"")
+                    # With its file, as a user enrols it: the calibration fit queries the
+                    # stored photos as identification does (roll hypotheses included).
+                    photo = load_photo_file(entry.path)
                 except ImageError as error:
                     unreadable.append(f"{entry.path}: {error.reason}")
                     continue

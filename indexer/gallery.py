@@ -32,7 +32,7 @@ from indexer.index_files import IndexState, load_index, save_index
 from indexer.local_search import LocalSearch, SearchParameters
 from indexer.photo_files import PHOTOS_DIR, PhotoFiles
 from indexer.pipeline import DeepSearchStage, Gate, GateStage, LocalSearchStage, Pipeline, Stage
-from indexer.refit import Calibrator
+from indexer.refit import Calibrator, photo_queries
 from indexer.results import GalleryStats, Progress
 from indexer.store import DATABASE_FILE, Store
 
@@ -72,6 +72,7 @@ class Gallery:
             else DeepSearch(store, embedder.name, embedder.version, embedder.dim)
         )
         self.follower = Follower(store, self._extractor_key, self.local, self.deep)
+        self.photos = PhotoFiles(index_dir.parent / PHOTOS_DIR)
         self.calibrator = Calibrator(
             store,
             "+".join(
@@ -80,8 +81,8 @@ class Gallery:
             ),
             self.follower,
             self.deep,
+            photo_queries(store, self.photos, extractor),
         )
-        self.photos = PhotoFiles(index_dir.parent / PHOTOS_DIR)
         self.catalogue = Catalogue(
             store,
             self.photos,

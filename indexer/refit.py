@@ -1,48 +1,56 @@
 """Fitting the score calibrations on the gallery itself: a sample of labelled photos is
-queried against the rest of the gallery (leave-one-out), and each query's best true and
-best wrong score are the positives and negatives of the fit (`calibration.harvest`)."""
+queried against the rest of the gallery (leave-one-out) as identification queries them,
+roll hypotheses included when the photo's file is kept, and the scores they reach are the
+positives and negatives of the fit (`calibration.harvest`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import msgspec
 
+from embeddings.images import load_photo
+from embeddings.keypoints import RootSiftExtractor
+from embeddings.photo import ImageError
 from embeddings.protocol import LocalFeatures
 from indexer.calibration import Calibration, calibration_queries, fit_isotonic, harvest
 from indexer.decision import UNFITTED_HALF_COSINE, UNFITTED_HALF_SCORE, Calibrations
 from indexer.deep_search import CENTROID_BASE, DeepSearch
 from indexer.follower import Follower
-from indexer.local_search import LocalSearch
+from indexer.local_search import LocalSearch, Rolled
+from indexer.photo_files import PhotoFiles
 from indexer.results import Progress
 from indexer.store import Store
 
-__all__ = ["Calibrator", "calibration_due", "fit_calibrations", "fit_deep"]
+__all__ = ["Calibrator", "calibration_due", "fit_calibrations", "fit_deep", "photo_queries"]
 
 CALIBRATION_QUERIES = 300
 """Leave-one-out queries per fit: a few hundred pairs give a smooth isotonic curve, and
 each costs one search."""
 # Fewer new photos than this never trigger a refit: ten more pairs barely move the curve.
 _REFIT_MIN_NEW = 10
+# Stored photos were accepted when enrolled: decoded under a generous limit.
+_STORED_MAX_PIXELS = 200_000_000
+
+
+QueryOf = Callable[[int], tuple[LocalFeatures, Rolled | None] | None]
+"""image id -> its features as a query, and its roll hypotheses when its file is kept."""
 
 
 def fit_calibrations(
-    store: Store,
-    extractor: tuple[str, str],
+    query_of: QueryOf,
     local: LocalSearch,
     deep: DeepSearch | None,
     progress: Progress | None = None,
 ) -> Calibrations:
     """Fit the local (and deep) calibration on the searches' current contents.
 
-    Only upright features are stored, so these queries are never searched under roll
-    hypotheses.
-
     Args:
+        query_of: how to query with an enrolled photo (`photo_queries`).
         progress: progress(done, total) over the leave-one-out queries.
     """
     photos = len(local.labels())
-    queries = _local_queries(store, extractor, local, progress)
+    queries = _local_queries(query_of, local, progress)
     local_fit = fit_isotonic(*harvest(queries, missing=0.0), UNFITTED_HALF_SCORE)
     if deep is None:
         return Calibrations(local=local_fit, photos=photos)
@@ -61,19 +69,43 @@ def fit_deep(deep: DeepSearch) -> Calibration:
     return fit_isotonic(*harvest(_deep_queries(deep), missing=-1.0), UNFITTED_HALF_COSINE)
 
 
+def photo_queries(store: Store, photos: PhotoFiles, extractor: RootSiftExtractor) -> QueryOf:
+    """Query with the photo's stored file, searched as identification searches it (roll
+    hypotheses included: without them the fit misses the weak queries they rescue); with
+    its stored upright features when it has no file."""
+
+    def query_of(image_id: int) -> tuple[LocalFeatures, Rolled | None] | None:
+        row = store.image(image_id)
+        if row is not None and photos.has(row.sha256):
+            try:
+                photo = load_photo(photos.read(row.sha256), max_pixels=_STORED_MAX_PIXELS)
+            except ImageError:
+                photo = None
+            if photo is not None:
+                detection = extractor.detect(photo)
+                return detection.describe(), lambda rolls: [detection.describe(r) for r in rolls]
+        stored = store.feature(image_id, extractor.name, extractor.version)
+        if stored is None or not isinstance(stored.features, LocalFeatures):
+            return None
+        return stored.features, None
+
+    return query_of
+
+
 def _local_queries(
-    store: Store, extractor: tuple[str, str], local: LocalSearch, progress: Progress | None
+    query_of: QueryOf, local: LocalSearch, progress: Progress | None
 ) -> Iterator[tuple[str, Mapping[str, float]]]:
     labels = local.labels()
     queries = calibration_queries(labels, CALIBRATION_QUERIES)
     for done, image_id in enumerate(queries, start=1):
         if progress is not None:
             progress(done, len(queries))
-        row = store.feature(image_id, *extractor)
-        if row is None or not isinstance(row.features, LocalFeatures):
+        query = query_of(image_id)
+        if query is None:
             continue
+        features, rolled = query
         best: dict[str, float] = {}
-        for item in local.rank(row.features, exclude=[image_id]):
+        for item in local.rank(features, rolled=rolled, exclude=[image_id]):
             individual = labels.get(item.image_id)
             if individual is not None and individual not in best:
                 best[individual] = item.score
@@ -101,13 +133,22 @@ class Calibrator:
             are never used.
         follower: tells when another process committed newer calibrations.
         deep: the deep search, if a model is loaded.
+        query_of: how to query with an enrolled photo (`photo_queries`).
     """
 
-    def __init__(self, store: Store, key: str, follower: Follower, deep: DeepSearch | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        key: str,
+        follower: Follower,
+        deep: DeepSearch | None,
+        query_of: QueryOf,
+    ) -> None:
         self.store = store
         self.key = key
         self.follower = follower
         self.deep = deep
+        self.query_of = query_of
         self._current = Calibrations()
         self._id = 0
 
@@ -128,8 +169,7 @@ class Calibrator:
 
     def refit(self, progress: Progress | None = None) -> None:
         """Fit on the catalogue as it is now and commit the result."""
-        local = self.follower.local
-        fitted = fit_calibrations(self.store, self.follower.extractor, local, self.deep, progress)
+        fitted = fit_calibrations(self.query_of, self.follower.local, self.deep, progress)
         self._id = self.store.save_calibration(self.key, msgspec.json.encode(fitted))
         self._current = fitted
 
