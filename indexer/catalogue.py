@@ -81,7 +81,7 @@ class Catalogue:
     # ------------------------------------------------------------------ reads
 
     def individual(self, individual_id: str) -> Individual | None:
-        return self.store.individual(nfc(individual_id))
+        return self.store.individual(canonical_id(individual_id))
 
     def list_individuals(
         self, species: str | None = None, limit: int = 100, offset: int = 0
@@ -93,7 +93,7 @@ class Catalogue:
         return self.store.image(image_id)
 
     def images_of(self, individual_id: str) -> list[ImageRow]:
-        return self.store.images_of(nfc(individual_id))
+        return self.store.images_of(canonical_id(individual_id))
 
     # ------------------------------------------------------------------ writes
 
@@ -133,7 +133,7 @@ class Catalogue:
         """
         if photo.content and hashlib.sha256(photo.content).hexdigest() != photo.sha256:
             raise InvalidInput("photo: content does not match its sha256")
-        individual_id = nfc(individual_id)
+        individual_id = canonical_id(individual_id)
         existing = self.store.image_by_sha256(photo.sha256)
         if existing is not None and existing.individual_id != individual_id and not move:
             raise PhotoElsewhere(existing.id, existing.individual_id, individual_id)
@@ -174,7 +174,7 @@ class Catalogue:
     ) -> list[EnrolResult]:
         """Enrol several (file name, photo) of one individual, all or none: every photo is
         checked and its features extracted before any is stored."""
-        individual_id = nfc(individual_id)
+        individual_id = canonical_id(individual_id)
         prepared = []
         for _, photo in photos:
             existing = self.store.image_by_sha256(photo.sha256)
@@ -242,7 +242,7 @@ class Catalogue:
         Raises:
             Conflict: the id is taken.
         """
-        individual_id = nfc(individual_id)
+        individual_id = canonical_id(individual_id)
         if self.store.individual(individual_id) is not None:
             raise Conflict(f"individual {individual_id!r} already exists")
         return self.store.upsert_individual(individual_id, species, name)
@@ -255,7 +255,7 @@ class Catalogue:
         Raises:
             NotFound: no such individual.
         """
-        individual_id = nfc(individual_id)
+        individual_id = canonical_id(individual_id)
         if self.store.individual(individual_id) is None:
             raise NotFound(f"individual {individual_id!r} not found")
         return self.store.upsert_individual(individual_id, species, name)
@@ -267,8 +267,8 @@ class Catalogue:
             NotFound: `old_id` does not exist.
             Conflict: `new_id` is taken.
         """
-        old_id = nfc(old_id)
-        new_id = nfc(new_id)
+        old_id = canonical_id(old_id)
+        new_id = canonical_id(new_id)
         self.store.rename_individual(old_id, new_id)
         self._changed()
 
@@ -282,8 +282,8 @@ class Catalogue:
             NotFound: either individual does not exist.
             Conflict: source and target are the same.
         """
-        source_id = nfc(source_id)
-        target_id = nfc(target_id)
+        source_id = canonical_id(source_id)
+        target_id = canonical_id(target_id)
         moved = self.store.merge_individuals(source_id, target_id)
         self._changed()
         return moved
@@ -310,7 +310,7 @@ class Catalogue:
         Raises:
             NotFound: no such individual.
         """
-        individual_id = nfc(individual_id)
+        individual_id = canonical_id(individual_id)
         shas = [row.sha256 for row in self.store.images_of(individual_id)]
         deleted = self.store.delete_individual(individual_id)
         self._changed()
@@ -377,12 +377,13 @@ class Catalogue:
                     self.photos.delete(sha)
 
 
-def nfc(individual_id: str) -> str:
-    """One spelling of an id however it was typed (a macOS keyboard sends NFD)."""
+def canonical_id(individual_id: str) -> str:
+    """One spelling of an id however it was typed: spaces around it dropped, Unicode NFC
+    (a macOS keyboard sends NFD)."""
     # Not a str: the store's checks say what is wrong with it.
     if not isinstance(individual_id, str):
         return individual_id
-    return unicodedata.normalize("NFC", individual_id)
+    return unicodedata.normalize("NFC", individual_id.strip())
 
 
 def _unextracted(row: ImageRow, reason: str) -> Unextracted:
