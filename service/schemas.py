@@ -49,7 +49,7 @@ __all__ = [
 
 
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
-ID_PATTERN = rf"^\s*(?!\.\.?\s*$)[^/\s{_CONTROL}](?:[^/{_CONTROL}]*[^/\s{_CONTROL}])?\s*$"
+ID_PATTERN = rf"^\s*(?!\.\.?\s*$)[^/%\s{_CONTROL}](?:[^/%{_CONTROL}]*[^/%\s{_CONTROL}])?\s*$"
 """What `indexer.store` accepts as an individual id, as the OpenAPI schema states it;
 spaces around it are allowed here because the routes strip them."""
 IndividualId = Annotated[
@@ -58,7 +58,7 @@ IndividualId = Annotated[
         min_length=1,
         max_length=128,
         pattern=ID_PATTERN,
-        description="An individual's catalogue id: at most 128 characters, no '/', no"
+        description="An individual's catalogue id: at most 128 characters, no '/' or '%', no"
         " control characters, not '.' or '..' (one segment of these paths); spaces at"
         " either end are dropped, and spellings that differ only in Unicode"
         " normalisation are one id",

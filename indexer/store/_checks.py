@@ -51,9 +51,10 @@ def check_individual_id(field: str, value: object) -> None:
     if len(value) > MAX_ID_LENGTH:
         raise InvalidInput(f"{field}: at most {MAX_ID_LENGTH} characters, got {len(value)}")
     # An id is one path segment of the HTTP API (/v1/individuals/{id}); a slash would
-    # make the individual unreachable there, and "." or ".." would name another path.
-    if "/" in value:
-        raise InvalidInput(f"{field}: must not contain '/', got {value!r}")
+    # make the individual unreachable there, "." or ".." would name another path, and a
+    # "%" is read as an escape by every client and proxy that forgets to encode it.
+    if "/" in value or "%" in value:
+        raise InvalidInput(f"{field}: must not contain '/' or '%', got {value!r}")
     if value in (".", ".."):
         raise InvalidInput(f"{field}: {value!r} is not an id")
     if value != value.strip() or any(unicodedata.category(c) == "Cc" for c in value):
