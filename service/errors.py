@@ -25,6 +25,7 @@ __all__ = [
     "ServiceError",
     "Unauthorized",
     "Unavailable",
+    "UnknownReference",
     "error_status",
     "errors",
     "handle_error",
@@ -52,6 +53,13 @@ class Unauthorized(ServiceError):
 
     status_code = HTTPStatus.UNAUTHORIZED
     code = "unauthorized"
+
+
+class UnknownReference(ServiceError):
+    """The body names an individual that does not exist (the path's one does)."""
+
+    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "unknown_individual"
 
 
 class PayloadTooLarge(ServiceError):
@@ -99,7 +107,8 @@ _DESCRIPTIONS = {
     " under another individual (the detail names it)",
     413: "Upload above the size limits",
     422: "A photo that cannot be used (corrupted_image, unsupported_format, too_large,"
-    " low_confidence) or a batch that is not a ZIP; the code says which",
+    " low_confidence), a batch that is not a ZIP, or a body naming an individual that"
+    " does not exist (unknown_individual); the code says which",
     429: "Too many requests from this address (see the RateLimit-* headers)",
     503: "The catalogue is still opening (its index is being rebuilt); see Retry-After",
 }

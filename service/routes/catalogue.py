@@ -21,7 +21,7 @@ from embeddings.images import load_photo, media_type
 from indexer.photo_files import THUMBNAIL_SIZES
 from indexer.results import EnrolResult
 from indexer.store import ImageRow, Individual, NotFound
-from service.errors import BadRequest, ErrorBody, PayloadTooLarge, errors
+from service.errors import BadRequest, ErrorBody, PayloadTooLarge, UnknownReference, errors
 from service.runtime import Runtime, file_name
 from service.schemas import (
     DeleteResult,
@@ -153,7 +153,7 @@ async def update_individual(
 @post(
     "/v1/individuals/{individual_id:str}/merge",
     status_code=HTTPStatus.OK,
-    responses=errors(404, 409),
+    responses=errors(404, 409, 422),
 )
 async def merge_individual(
     individual_id: FromPath[str], data: JSONBody[MergeRequest], runtime: NamedDependency[Runtime]
@@ -366,7 +366,14 @@ def _update(runtime: Runtime, individual_id: str, data: IndividualPatch) -> Indi
 
 
 def _merge(runtime: Runtime, source: str, target: str) -> MergeResult:
-    moved = runtime.catalogue.merge_individuals(_required("source", source), target)
+    source = _required("source", source)
+    # 404 is for the path's individual; a source that does not exist is a request that
+    # cannot be carried out.
+    if runtime.catalogue.individual(target) is not None and (
+        runtime.catalogue.individual(source) is None
+    ):
+        raise UnknownReference(f"source: individual {source!r} not found")
+    moved = runtime.catalogue.merge_individuals(source, target)
     row = runtime.catalogue.individual(target)
     if row is None:
         raise NotFound(f"individual {target!r} not found")

@@ -71,3 +71,11 @@ def test_a_form_field_that_is_not_utf8_is_a_400(client: TestClient, path: str) -
 def test_csv_export_has_one_charset(client: TestClient) -> None:
     answer = client.get("/v1/export")
     assert answer.headers["content-type"] == "text/csv; charset=utf-8"
+
+
+def test_merging_from_an_individual_that_does_not_exist_is_a_422(client: TestClient) -> None:
+    assert client.post("/v1/individuals", json={"id": "target"}).status_code == 201
+    missing = client.post("/v1/individuals/target/merge", json={"source": "ghost"})
+    assert missing.status_code == 422 and missing.json()["error"] == "unknown_individual"
+    gone = client.post("/v1/individuals/nobody/merge", json={"source": "target"})
+    assert gone.status_code == 404  # 404 names the path's individual only
