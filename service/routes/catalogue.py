@@ -15,7 +15,7 @@ from litestar import Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Body, FromPath, FromQuery, JSONBody, Parameter
+from litestar.params import Body, FromQuery, JSONBody, Parameter
 
 from embeddings.images import load_photo, media_type
 from indexer.photo_files import THUMBNAIL_SIZES
@@ -24,6 +24,7 @@ from indexer.store import ImageRow, Individual, NotFound
 from service.errors import BadRequest, ErrorBody, PayloadTooLarge, UnknownReference, errors
 from service.runtime import Runtime, file_name
 from service.schemas import (
+    ID_PATTERN,
     DeleteResult,
     EnrolForm,
     ImagesForm,
@@ -58,6 +59,15 @@ MAX_PAGE = 500
 # as a JSON number too, so clients that read the schema's bound as a float agree on it.
 MAX_OFFSET = 2**53
 ImageId = Annotated[int, Parameter(ge=1, le=MAX_OFFSET, description="the image's id")]
+IndividualPath = Annotated[
+    str,
+    Parameter(
+        min_length=1,
+        max_length=128,
+        pattern=ID_PATTERN,
+        description="the individual's id (see `IndividualId`)",
+    ),
+]
 MAX_PHOTOS_PER_REQUEST = 100
 IMAGE_FILE_PATH = "/v1/images/{image_id}/file"
 """Where a stored photo's file is served (`{image_id}` to fill in)."""
@@ -136,7 +146,7 @@ async def create_individual(
 
 @get("/v1/individuals/{individual_id:str}", responses=errors(404))
 async def get_individual(
-    individual_id: FromPath[str], runtime: NamedDependency[Runtime]
+    individual_id: IndividualPath, runtime: NamedDependency[Runtime]
 ) -> IndividualDetail:
     """An individual with its photos (sightings: EXIF date and GPS when known)."""
     return await runtime.read(partial(_detail, runtime, individual_id))
@@ -144,7 +154,9 @@ async def get_individual(
 
 @patch("/v1/individuals/{individual_id:str}", responses=errors(404, 409))
 async def update_individual(
-    individual_id: FromPath[str], data: JSONBody[IndividualPatch], runtime: NamedDependency[Runtime]
+    individual_id: IndividualPath,
+    data: JSONBody[IndividualPatch],
+    runtime: NamedDependency[Runtime],
 ) -> Individual:
     """Rename (`id`), set the species or the name; omitted fields stay as they are."""
     return await runtime.run(partial(_update, runtime, individual_id, data))
@@ -156,7 +168,7 @@ async def update_individual(
     responses=errors(404, 409, 422),
 )
 async def merge_individual(
-    individual_id: FromPath[str], data: JSONBody[MergeRequest], runtime: NamedDependency[Runtime]
+    individual_id: IndividualPath, data: JSONBody[MergeRequest], runtime: NamedDependency[Runtime]
 ) -> MergeResult:
     """Move every photo of `source` into this individual and delete `source`."""
     return await runtime.run(partial(_merge, runtime, data.source, individual_id))
@@ -164,7 +176,7 @@ async def merge_individual(
 
 @delete("/v1/individuals/{individual_id:str}", status_code=HTTPStatus.OK, responses=errors(404))
 async def delete_individual(
-    individual_id: FromPath[str], runtime: NamedDependency[Runtime]
+    individual_id: IndividualPath, runtime: NamedDependency[Runtime]
 ) -> DeleteResult:
     """Delete an individual with all its photos."""
     deleted = await runtime.run(partial(runtime.catalogue.delete_individual, individual_id))
@@ -173,7 +185,7 @@ async def delete_individual(
 
 @post("/v1/individuals/{individual_id:str}/images", responses=errors(404, 409, 413, 422))
 async def add_images(
-    individual_id: FromPath[str],
+    individual_id: IndividualPath,
     data: Annotated[ImagesForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     runtime: NamedDependency[Runtime],
 ) -> list[EnrolResult]:
