@@ -228,7 +228,10 @@ class Gallery:
             params.nprobe,
         )
         if loaded is None:
-            _log.warning("rebuilding the search index of %s from the database", self.store.path)
+            if self.store.count_images():  # a new catalogue has nothing to rebuild
+                _log.warning(
+                    "rebuilding the search index of %s from the database", self.store.path
+                )
             self.follower.rebuild(progress)
         else:
             index, state = loaded
