@@ -106,21 +106,6 @@ class DeepSearch:
         self._index.add(np.array([image_id], dtype=np.int64), vector[None].astype(np.float32))
         self._labels[image_id] = individual_id
 
-    def forget(self, image_ids: Iterable[int]) -> None:
-        gone = [i for i in image_ids if self._labels.pop(i, None) is not None]
-        if gone:
-            self._index.remove(np.array(gone, dtype=np.int64))
-
-    def relabel(self, labels: dict[int, str]) -> None:
-        """Give photos new individual ids (image id -> individual id)."""
-        for image_id, individual_id in labels.items():
-            if image_id in self._labels:
-                self._labels[image_id] = individual_id
-
-    def holds(self, image_id: int) -> bool:
-        """Whether an enrolled photo's embedding is searchable."""
-        return image_id in self._labels
-
     def vector(self, image_id: int) -> np.ndarray | None:
         """The stored embedding of an enrolled photo."""
         row = self.store.feature(image_id, self.model, self.version)

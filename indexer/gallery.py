@@ -229,9 +229,7 @@ class Gallery:
         )
         if loaded is None:
             if self.store.count_images():  # a new catalogue has nothing to rebuild
-                _log.warning(
-                    "rebuilding the search index of %s from the database", self.store.path
-                )
+                _log.warning("rebuilding the search index of %s from the database", self.store.path)
             self.follower.rebuild(progress)
         else:
             index, state = loaded

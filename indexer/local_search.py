@@ -101,9 +101,6 @@ class LocalSearch:
         with self._lock:
             return {image_id: e.individual_id for image_id, e in self._entries.items()}
 
-    def holds(self, image_id: int) -> bool:
-        return image_id in self._entries
-
     def replace(
         self,
         index: DescriptorIndex | None,
