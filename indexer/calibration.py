@@ -1,24 +1,28 @@
 """Raw match score -> probability that the query shows that individual.
 
-Fitted at rebuild time on the gallery's own labelled photos: each sampled photo is
-queried against the rest of the gallery, and its best-scoring true individual and best
-wrong individual give one positive and one negative score. Isotonic regression (pool
-adjacent violators) turns scores into frequencies of being right without assuming a
-shape, and stays monotone: a higher score never means a lower probability.
+Fitted on the catalogue's own labelled photos: each sampled photo is queried against
+the rest of the catalogue (`harvest`), and the best candidate's score, right or wrong, is
+one labelled sample. Isotonic regression (pool adjacent violators) turns scores into
+frequencies of being right without assuming a shape, and stays monotone: a higher score
+never means a lower probability.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
 
-__all__ = ["Calibration", "calibration_queries", "fit_isotonic", "harvest"]
+__all__ = ["Calibration", "Harvest", "calibration_queries", "fit_isotonic", "harvest", "new_share"]
 
 _MIN_PAIRS = 10
 """Fewer labelled scores than this of either class leave the gallery uncalibrated."""
+_NEW_SHARE_RANGE = (0.05, 0.5)
+"""Bounds on the share of queries assumed to show an individual the catalogue lacks: a
+catalogue's history is a rough estimate of it, and neither "never" nor "mostly" is safe."""
 
 
 class Calibration(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,7 +59,10 @@ class Calibration(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def fit_isotonic(
-    positive: np.ndarray, negative: np.ndarray, fallback_half_score: float
+    positive: np.ndarray,
+    negative: np.ndarray,
+    fallback_half_score: float,
+    weights: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Calibration:
     """Fit P(correct | score) by isotonic regression.
 
@@ -64,15 +71,17 @@ def fit_isotonic(
         negative: (Q,) scores of wrong individuals.
         fallback_half_score: used by `Calibration.unfitted` when either class has fewer
             than 10 scores.
+        weights: how much each positive and each negative counts (1 each by default).
     """
     if len(positive) < _MIN_PAIRS or len(negative) < _MIN_PAIRS:
         return Calibration.unfitted(fallback_half_score)
     scores = np.concatenate([positive, negative]).astype(np.float64)
     labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
+    counts = np.ones(len(scores)) if weights is None else np.concatenate(weights)
     # Equal scores must share one probability, so they start as one block.
     unique, inverse = np.unique(scores, return_inverse=True)
-    label_sums = np.bincount(inverse, weights=labels)
-    label_counts = np.bincount(inverse).astype(float)
+    label_sums = np.bincount(inverse, weights=labels * counts)
+    label_counts = np.bincount(inverse, weights=counts)
     # Pool adjacent violators over blocks of (sum of labels, count, lowest, highest score).
     sums: list[float] = []
     counts: list[float] = []
@@ -130,30 +139,63 @@ def calibration_queries(
     return ids
 
 
-def harvest(
-    queries: Iterable[tuple[str, Mapping[str, float]]], missing: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Positive and negative scores for a fit, from leave-one-out queries.
+class Harvest(NamedTuple):
+    """Labelled scores for a fit, each with the weight it counts with."""
 
-    A positive is the true individual's score when it ranks first: the probability shown
-    is read above all for the best candidate, so a true individual that ranked lower
-    (typically with no verified match at all) must not teach that a low score is often
-    right. A negative is the best wrong individual's score: it is what a wrong best
-    candidate scores, and what wrong candidates score below a right one.
+    positives: np.ndarray
+    negatives: np.ndarray
+    positive_weights: np.ndarray
+    negative_weights: np.ndarray
+
+    def fit(self, fallback_half_score: float) -> Calibration:
+        weights = (self.positive_weights, self.negative_weights)
+        return fit_isotonic(self.positives, self.negatives, fallback_half_score, weights)
+
+
+def new_share(labels: Mapping[int, str]) -> float:
+    """The share of queries to assume show an individual the catalogue lacks: the share
+    of its photos that started an individual when enrolled, within `_NEW_SHARE_RANGE`."""
+    if not labels:
+        return _NEW_SHARE_RANGE[1]
+    share = len(set(labels.values())) / len(labels)
+    return float(np.clip(share, *_NEW_SHARE_RANGE))
+
+
+def harvest(
+    queries: Iterable[tuple[str, Mapping[str, float]]], missing: float, new: float
+) -> Harvest:
+    """Labelled scores for a fit, from leave-one-out queries.
+
+    The probability shown is read above all for the best candidate, so each query gives
+    the sample identification would give: its best candidate's score, right or wrong.
+    Its individual is in the catalogue, though, and a survey photo's may not be; for
+    that case each query also gives its best wrong score as a wrong best candidate. The
+    two samples count `1 - new` and `new`, so the fit sees known and new individuals in
+    the proportion the catalogue expects.
 
     Args:
         queries: (true individual, individual -> score) of each query searched with its
             own entry left out.
         missing: the score of a query with no wrong individual found.
-
-    Returns:
-        (positives, negatives): two float64 arrays.
+        new: the share of queries expected to show an individual the catalogue lacks
+            (`new_share`).
     """
     positives: list[float] = []
     negatives: list[float] = []
+    negative_weights: list[float] = []
     for truth, scores in queries:
         wrong = max((v for k, v in scores.items() if k != truth), default=missing)
-        if truth in scores and scores[truth] > wrong:
-            positives.append(scores[truth])
+        true = scores.get(truth)
+        if true is not None and true > wrong:
+            positives.append(true)
+        else:
+            negatives.append(wrong)
+            negative_weights.append(1.0 - new)
         negatives.append(wrong)
-    return np.asarray(positives, dtype=np.float64), np.asarray(negatives, dtype=np.float64)
+        negative_weights.append(new)
+    return Harvest(
+        np.asarray(positives, dtype=np.float64),
+        np.asarray(negatives, dtype=np.float64),
+        np.full(len(positives), 1.0 - new),
+        np.asarray(negative_weights, dtype=np.float64),
+    )

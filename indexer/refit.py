@@ -1,7 +1,7 @@
 """Fitting the score calibrations on the gallery itself: a sample of labelled photos is
 queried against the rest of the gallery (leave-one-out) as identification queries them,
 roll hypotheses included when the photo's file is kept, and the scores they reach are the
-positives and negatives of the fit (`calibration.harvest`)."""
+labelled samples of the fit (`calibration.harvest`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from embeddings.images import load_photo
 from embeddings.keypoints import RootSiftExtractor
 from embeddings.photo import ImageError
 from embeddings.protocol import LocalFeatures
-from indexer.calibration import Calibration, calibration_queries, fit_isotonic, harvest
+from indexer.calibration import Calibration, calibration_queries, harvest, new_share
 from indexer.decision import UNFITTED_HALF_COSINE, UNFITTED_HALF_SCORE, Calibrations
 from indexer.deep_search import CENTROID_BASE, DeepSearch
 from indexer.follower import Follower
@@ -49,12 +49,13 @@ def fit_calibrations(
         query_of: how to query with an enrolled photo (`photo_queries`).
         progress: progress(done, total) over the leave-one-out queries.
     """
-    photos = len(local.labels())
+    labels = local.labels()
+    new = new_share(labels)
     queries = _local_queries(query_of, local, progress)
-    local_fit = fit_isotonic(*harvest(queries, missing=0.0), UNFITTED_HALF_SCORE)
+    local_fit = harvest(queries, missing=0.0, new=new).fit(UNFITTED_HALF_SCORE)
     if deep is None:
-        return Calibrations(local=local_fit, photos=photos)
-    return Calibrations(local=local_fit, deep=fit_deep(deep), photos=photos)
+        return Calibrations(local=local_fit, photos=len(labels))
+    return Calibrations(local=local_fit, deep=fit_deep(deep, new), photos=len(labels))
 
 
 def calibration_due(calibrations: Calibrations, photos: int) -> bool:
@@ -64,9 +65,13 @@ def calibration_due(calibrations: Calibrations, photos: int) -> bool:
     return grown >= max(_REFIT_MIN_NEW, calibrations.photos // 4)
 
 
-def fit_deep(deep: DeepSearch) -> Calibration:
-    """Fit the deep calibration alone (cosine -> probability)."""
-    return fit_isotonic(*harvest(_deep_queries(deep), missing=-1.0), UNFITTED_HALF_COSINE)
+def fit_deep(deep: DeepSearch, new: float) -> Calibration:
+    """Fit the deep calibration alone (cosine -> probability).
+
+    Args:
+        new: the share of queries expected to show a new individual (`new_share`).
+    """
+    return harvest(_deep_queries(deep), missing=-1.0, new=new).fit(UNFITTED_HALF_COSINE)
 
 
 def photo_queries(store: Store, photos: PhotoFiles, extractor: RootSiftExtractor) -> QueryOf:

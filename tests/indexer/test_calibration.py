@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.calibration import Calibration, fit_isotonic, harvest
+from indexer.calibration import Calibration, fit_isotonic, harvest, new_share
 
 
 def test_too_few_pairs_give_the_unfitted_fallback() -> None:
@@ -58,15 +58,47 @@ def test_smoothing_never_reverses_the_order() -> None:
     assert calibration.probability(10000.0) >= calibration.probability(150.0)
 
 
-def test_harvest_takes_a_first_true_score_and_every_best_wrong_one() -> None:
-    positives, negatives = harvest(
+def test_harvest_labels_each_best_candidate_and_a_new_individuals_best() -> None:
+    harvested = harvest(
         [
-            ("a", {"a": 3.0, "b": 5.0, "c": 1.0}),  # true but second: no positive
+            ("a", {"a": 3.0, "b": 5.0, "c": 1.0}),  # true but second: b is a wrong best
             ("b", {"a": 2.0}),  # true not found
             ("c", {"c": 9.0, "a": 4.0}),  # true first
             ("d", {"d": 1.0}),  # nothing wrong found
         ],
         -1.0,
+        new=0.2,
     )
-    assert positives.tolist() == [9.0, 1.0]
-    assert negatives.tolist() == [5.0, 2.0, 4.0, -1.0]
+    assert harvested.positives.tolist() == [9.0, 1.0]
+    assert harvested.positive_weights.tolist() == pytest.approx([0.8, 0.8])
+    # Each query's best wrong score twice: as a wrong best candidate of a known
+    # individual (when the true one did not rank first) and as a new individual's best.
+    assert harvested.negatives.tolist() == [5.0, 5.0, 2.0, 2.0, 4.0, -1.0]
+    assert harvested.negative_weights.tolist() == pytest.approx([0.8, 0.2, 0.8, 0.2, 0.2, 0.2])
+
+
+def test_the_new_share_weights_how_often_a_low_score_is_right() -> None:
+    # At score 1 half the best candidates are right: a catalogue expecting more new
+    # individuals must trust that score less.
+    queries = [("a", {"a": 1.0, "b": 0.5})] * 20 + [("a", {"b": 1.0, "a": 0.5})] * 20
+    low = [harvest(queries, 0.0, new=share).fit(10.0).probability(1.0) for share in (0.05, 0.5)]
+    assert low[0] > low[1]
+    assert low[0] == pytest.approx((20 * 0.95 + 0.5) / (20 * 0.95 + 20 + 1), abs=1e-6)
+
+
+def test_new_share_is_the_share_of_photos_that_started_an_individual() -> None:
+    labels = {i: f"ind-{i % 20}" for i in range(100)}
+    assert new_share(labels) == pytest.approx(0.2)
+    assert new_share({1: "a", 2: "a", 3: "a", 4: "a"} | {i: "b" for i in range(5, 100)}) == 0.05
+    assert new_share({}) == 0.5
+
+
+def test_weights_count_as_repeated_samples() -> None:
+    rng = np.random.default_rng(3)
+    positives, negatives = rng.normal(60, 20, 50), rng.normal(40, 20, 50)
+    doubled = fit_isotonic(np.repeat(positives, 2), np.repeat(negatives, 2), 10.0)
+    weighted = fit_isotonic(
+        positives, negatives, 10.0, (np.full(50, 2.0), np.full(50, 2.0))
+    )
+    assert weighted.scores == doubled.scores
+    assert weighted.probabilities == pytest.approx(doubled.probabilities)
