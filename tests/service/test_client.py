@@ -262,6 +262,8 @@ def test_catalogue_create_list_rename_merge_delete(client: Any, ns: str) -> None
     assert page.next_offset == 1
     rest = client.list_individuals(species=ns + "fin_whale", limit=1, offset=1)
     assert ([i.id for i in rest.items], rest.next_offset) == ([second], None)
+    found = client.list_individuals(species=ns + "fin_whale", search="ruby")
+    assert [i.id for i in found.items] == [first]
 
     renamed = client.update_individual(first, new_id=ns + "FW-1", name="Ruby II")
     assert (renamed.id, renamed.name, renamed.species) == (ns + "FW-1", "Ruby II", ns + "fin_whale")
