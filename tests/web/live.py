@@ -4,8 +4,6 @@ does), and helpers that hand photos to the page."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +14,7 @@ from tests.service.test_client import Server
 from tests.service.test_shared_folder import cli
 from tests.synthetic import write_manifest
 
-__all__ = ["FilePayload", "enrol", "enrolled", "live_server", "payload", "upload", "zip_of"]
+__all__ = ["FilePayload", "enrol", "enrolled", "live_server", "payload", "upload"]
 
 FilePayload = dict[str, str | bytes]
 """A file as Playwright's set_input_files takes it: name, mimeType, buffer."""
@@ -67,14 +65,6 @@ def enrolled(url: str, individual: str) -> list[dict]:
 def payload(name: str, content: bytes) -> FilePayload:
     kind = "application/zip" if name.endswith(".zip") else "image/jpeg"
     return {"name": name, "mimeType": kind, "buffer": content}
-
-
-def zip_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 def upload(page, files: list[FilePayload]) -> None:  # type: ignore[no-untyped-def]

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.service.test_client import Server
+from tests.service.test_client import Server, make_zip
 from tests.synthetic import encode, sighting
-from tests.web.live import enrol, enrolled, live_server, payload, upload, zip_of
+from tests.web.live import enrol, enrolled, live_server, payload, upload
 
 pytestmark = pytest.mark.slow
 
@@ -228,7 +228,7 @@ def test_a_zip_batch_shows_true_progress_and_is_reviewed_in_two_keys_a_photo(
             r.addedNodes.forEach((node) => window.seen.push(node.textContent))))
             .observe(progress, {childList: true});
     }""")
-    upload(page, [payload("survey.zip", zip_of(files))])
+    upload(page, [payload("survey.zip", make_zip(files))])
 
     seen = [text.split(" ·")[0] for text in page.evaluate("window.seen")]
     assert [f"done {n} of 6" for n in range(7)] == sorted(set(seen)), seen

@@ -28,7 +28,7 @@ function route() {
     else link.removeAttribute("aria-current");
   }
   document.body.dataset.view = active;
-  if (active === "individuals") showIndividuals(page, new URLSearchParams(query));
+  if (active === "individuals") showIndividuals(page, new URLSearchParams(query), isCurrent);
   else if (active === "individual") showIndividual(page, decodeURIComponent(rest.join("/")), isCurrent);
   else if (active === "status") showStatus(page, isCurrent);
   else if (active !== "review") location.replace("#/review");

@@ -88,7 +88,7 @@ function card(individual) {
 }
 
 /** The individuals page; `params` hold its `search` and `species`. */
-export function showIndividuals(page, params) {
+export function showIndividuals(page, params, isCurrent) {
   const search = h("input", {
     type: "search", id: "search", value: params.get("search") ?? "", placeholder: "id or name", autocomplete: "off",
   });
@@ -115,6 +115,7 @@ export function showIndividuals(page, params) {
       if (error.name !== "AbortError") status.textContent = error.message;
       return;
     }
+    if (!isCurrent()) return;
     if (offset === 0) grid.replaceChildren();
     grid.append(...result.items.map(card));
     for (const item of result.items) if (item.species && !speciesSeen.has(item.species)) {

@@ -420,7 +420,7 @@ function renderButtons(item) {
 
 function candidateCard(item, candidate, index) {
   const imageId = candidate.evidence.image_id;
-  const img = h("img", { alt: "", width: 96, height: 72 });
+  const img = h("img", { alt: "", width: 80, height: 64 });
   const file = h("span", { class: "file" }, imageId === null ? "deep-model centroid (no photo)" : "");
   const date = h("span", { class: "date" });
   if (imageId !== null) {
