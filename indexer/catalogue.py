@@ -84,10 +84,17 @@ class Catalogue:
         return self.store.individual(canonical_id(individual_id))
 
     def list_individuals(
-        self, species: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        species: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        search: str | None = None,
     ) -> list[Individual]:
-        """A page of individuals in id order, optionally of one species."""
-        return self.store.list_individuals(species, limit, offset)
+        """A page of individuals in id order, optionally of one species, optionally those
+        whose id or name contains `search` (spelt as ids are stored: NFC)."""
+        if search is not None:
+            search = unicodedata.normalize("NFC", search)
+        return self.store.list_individuals(species, limit, offset, search)
 
     def image(self, image_id: int) -> ImageRow | None:
         return self.store.image(image_id)

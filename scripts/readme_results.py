@@ -106,6 +106,16 @@ def rows() -> list[str]:
             f" {service['overhead']['p50_ms']:.1f} ms | overhead <= 10 ms |"
             " [service](reports/service.md) |"
         )
+    interface = _load("interface.json")
+    if interface:
+        shown = ("next photo", "confirm", "open an individual", "search (one character)")
+        medians = [interface["actions"][name]["median_ms"] for name in shown]
+        out.append(
+            f"| web interface, keystroke to page updated ({interface['catalogue']['photos']:,}"
+            f" synthetic photos): median {' / '.join(shown)} |"
+            f" {' / '.join(f'{m:.0f}' for m in medians)} ms"
+            f" | <= {interface['bar_ms']:.0f} ms | [interface](reports/interface.md) |"
+        )
     return out
 
 

@@ -35,6 +35,7 @@ from service.opening import open_gallery
 from service.routes import catalogue, identify, ops
 from service.runtime import Runtime
 from service.security import require_api_key
+from service.web import web_handlers
 
 __all__ = ["create_app"]
 
@@ -155,11 +156,14 @@ def create_app(settings: Settings, models: LoadedModels | None = None) -> Litest
             catalogue.get_image_thumbnail,
             catalogue.delete_image,
             catalogue.review,
+            *web_handlers(),
         ],
         dependencies={"runtime": Provide(_provide_runtime, sync_to_thread=False)},
         guards=[require_api_key],
         middleware=middleware,
-        cors_config=CORSConfig(allow_origins=settings.cors_origins)
+        cors_config=CORSConfig(
+            allow_origins=settings.cors_origins, expose_headers=[identify.BATCH_TOTAL]
+        )
         if settings.cors_origins
         else None,
         exception_handlers={Exception: handle_error},

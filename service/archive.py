@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 import msgspec
 
 __all__ = [
+    "ArchiveEntries",
     "ArchiveEntry",
     "ArchiveError",
     "ArchiveErrorReason",
@@ -120,7 +121,24 @@ class ArchiveEntry(msgspec.Struct, frozen=True, kw_only=True):
     detail: str | None = None
 
 
-def read_archive(data: bytes, limits: ArchiveLimits) -> Iterator[ArchiveEntry]:
+class ArchiveEntries(Iterator[ArchiveEntry]):
+    """The files of an archive, decompressed one at a time as they are iterated; `len()`
+    is how many there are (known from the central directory, before any is read)."""
+
+    def __init__(
+        self, archive: zipfile.ZipFile, files: list[zipfile.ZipInfo], limits: ArchiveLimits
+    ) -> None:
+        self._count = len(files)
+        self._entries = _entries(archive, files, limits)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __next__(self) -> ArchiveEntry:
+        return next(self._entries)
+
+
+def read_archive(data: bytes, limits: ArchiveLimits) -> ArchiveEntries:
     """Read the files of a ZIP archive, one at a time, in archive order.
 
     The central directory is checked at once (this call raises for a broken archive,
@@ -133,7 +151,7 @@ def read_archive(data: bytes, limits: ArchiveLimits) -> Iterator[ArchiveEntry]:
         limits: the bounds on entries and bytes.
 
     Returns:
-        An iterator of `ArchiveEntry`, one per file.
+        An iterator of `ArchiveEntry`, one per file, that knows how many there are.
 
     Raises:
         ArchiveError: "not_a_zip" (unreadable central directory), "too_many_entries",
@@ -160,7 +178,7 @@ def read_archive(data: bytes, limits: ArchiveLimits) -> Iterator[ArchiveEntry]:
             "too_large",
             f"{declared} bytes uncompressed declared, above the limit of {limits.max_total_bytes}",
         )
-    return _entries(archive, files, limits)
+    return ArchiveEntries(archive, files, limits)
 
 
 def _entries(

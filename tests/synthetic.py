@@ -15,13 +15,23 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["encode", "fluke", "perturb", "rolled", "sighting", "write_folder", "write_manifest"]
+__all__ = [
+    "camera_jpeg",
+    "encode",
+    "fluke",
+    "perturb",
+    "rolled",
+    "sighting",
+    "write_folder",
+    "write_manifest",
+]
 
 WIDTH, HEIGHT = 480, 320
 
@@ -160,6 +170,49 @@ def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
     options = {"quality": 92} if fmt.upper() == "JPEG" else {}
     Image.fromarray(image).save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+def camera_jpeg(
+    image: np.ndarray,
+    *,
+    taken_at: datetime | None = None,
+    position: tuple[float, float] | None = None,
+) -> bytes:
+    """Encode as a camera would, with the EXIF a survey photo carries.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        taken_at: written as DateTimeOriginal.
+        position: (latitude, longitude) in decimal degrees, south and west negative;
+            written as the GPS tags, in degrees, minutes and seconds.
+
+    Returns:
+        JPEG bytes (quality 92).
+    """
+    exif = Image.Exif()
+    if taken_at is not None:
+        exif.get_ifd(0x8769)[36867] = taken_at.strftime("%Y:%m:%d %H:%M:%S")
+    if position is not None:
+        latitude, longitude = position
+        exif.get_ifd(0x8825).update(
+            {
+                1: "N" if latitude >= 0 else "S",
+                2: _dms(abs(latitude)),
+                3: "E" if longitude >= 0 else "W",
+                4: _dms(abs(longitude)),
+            }
+        )
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=92, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def _dms(degrees: float) -> tuple[float, float, float]:
+    # From whole milliseconds of arc: 57.3 degrees is 57 18' 0", never 57 17' 60".
+    total = round(degrees * 3_600_000)
+    whole, rest = divmod(total, 3_600_000)
+    minutes, millis = divmod(rest, 60_000)
+    return float(whole), float(minutes), millis / 1000
 
 
 def write_folder(

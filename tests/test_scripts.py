@@ -38,3 +38,24 @@ def test_the_readme_results_table_is_the_one_the_reports_give() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("script", ["benchmark_interface.py", "screenshots.py"])
+def test_without_chromium_an_interface_script_says_so_and_exits_0(
+    script: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            sys.executable,
+            SCRIPTS / script,
+            *(["--out", str(out)] if "screenshots" in script else []),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": str(tmp_path)},  # no chromium on it
+    )
+    assert done.returncode == 0, done.stderr
+    assert "skipped: no Chromium found" in done.stdout
+    assert not out.exists()

@@ -5,14 +5,17 @@ If these fail, engine tests that fail beside them say nothing about the engine.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import cv2
 import numpy as np
 import pytest
 
+from embeddings.images import load_photo
 from embeddings.keypoints import KeypointConfig, RootSiftExtractor
 from embeddings.photo import Photo
 from embeddings.protocol import LocalFeatures
-from tests.synthetic import HEIGHT, WIDTH, fluke, perturb, sighting
+from tests.synthetic import HEIGHT, WIDTH, camera_jpeg, fluke, perturb, sighting
 
 # Working-size keypoints only: the plain matcher below checks the generator, and its
 # ratio test counts a marking found at two levels as ambiguous with itself.
@@ -87,3 +90,11 @@ def test_individuals_are_distinguishable_under_perturbation() -> None:
     # any other animal does.
     assert min(genuine) >= 3 * max(impostor)
     assert min(genuine) >= 30
+
+
+@pytest.mark.parametrize("position", [(-33.8599, 151.2093), (57.3, -6.2), (0.0, 0.0)])
+def test_a_camera_jpeg_carries_its_date_and_position(position: tuple[float, float]) -> None:
+    content = camera_jpeg(sighting(3, 0), taken_at=datetime(2024, 6, 1, 14, 3), position=position)
+    photo = load_photo(content)
+    assert photo.taken_at == "2024-06-01T14:03:00"
+    assert (photo.latitude, photo.longitude) == pytest.approx(position, abs=1e-6)

@@ -23,7 +23,11 @@ class IndividualTable(Connection):
         return None if row is None else individual_row(row)
 
     def list_individuals(
-        self, species: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        species: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        search: str | None = None,
     ) -> list[Individual]:
         """A page of individuals ordered by id.
 
@@ -31,13 +35,27 @@ class IndividualTable(Connection):
             species: only individuals of this species; None for all.
             limit: at most this many (>= 0).
             offset: skip this many first (>= 0).
+            search: only individuals whose id or name contains this text, ASCII letters
+                in either case (other characters as they are); None for all.
 
         Returns:
             The page, possibly empty.
         """
         if limit < 0 or offset < 0:
             raise InvalidInput(f"limit and offset must be >= 0, got {limit} and {offset}")
-        where, args = ("", ()) if species is None else (" WHERE i.species = ?", (species,))
+        conditions: list[str] = []
+        args: list[str | int] = []
+        if species is not None:
+            conditions.append("i.species = ?")
+            args.append(species)
+        if search:
+            # instr, not LIKE: '%' and '_' in the text are matched as themselves.
+            conditions.append(
+                "(instr(lower(i.id), lower(?)) > 0 OR instr(lower(COALESCE(i.name, '')),"
+                " lower(?)) > 0)"
+            )
+            args += [search, search]
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._read() as conn:
             rows = conn.execute(
                 f"{INDIVIDUAL_SELECT}{where} ORDER BY i.id LIMIT ? OFFSET ?",

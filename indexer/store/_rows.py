@@ -45,6 +45,8 @@ class Individual(msgspec.Struct, frozen=True, kw_only=True):
         name: a nickname, if any.
         created_at: ISO 8601 UTC time the record was created.
         image_count: how many images are labelled with this individual.
+        cover_image_id: one of its photos with a stored file (the first enrolled), to
+            show it by; None when it has none.
     """
 
     id: str
@@ -52,6 +54,7 @@ class Individual(msgspec.Struct, frozen=True, kw_only=True):
     name: str | None
     created_at: str
     image_count: int
+    cover_image_id: int | None = None
 
 
 class ImageRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,7 +131,8 @@ IMAGE_COLUMNS = (
 )
 INDIVIDUAL_SELECT = (
     "SELECT i.id, i.species, i.name, i.created_at,"
-    " (SELECT COUNT(*) FROM images m WHERE m.individual_id = i.id)"
+    " (SELECT COUNT(*) FROM images m WHERE m.individual_id = i.id),"
+    " (SELECT MIN(m.id) FROM images m WHERE m.individual_id = i.id AND m.file_bytes IS NOT NULL)"
     " FROM individuals i"
 )
 FEATURE_COLUMNS = "id, image_id, extractor, version, kind, count, dim, keypoints, data"
@@ -152,7 +156,14 @@ def image_row(row: tuple) -> ImageRow:
 
 
 def individual_row(row: tuple) -> Individual:
-    return Individual(id=row[0], species=row[1], name=row[2], created_at=row[3], image_count=row[4])
+    return Individual(
+        id=row[0],
+        species=row[1],
+        name=row[2],
+        created_at=row[3],
+        image_count=row[4],
+        cover_image_id=row[5],
+    )
 
 
 def feature_row(row: tuple) -> FeatureRow:

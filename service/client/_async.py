@@ -150,10 +150,15 @@ class AsyncWhaleIdClient:
         return decode(await self._send(call), Individual)
 
     async def list_individuals(
-        self, *, species: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        species: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        search: str | None = None,
     ) -> IndividualPage:
         """See `WhaleIdClient.list_individuals`."""
-        call = _calls.list_individuals(species, limit, offset)
+        call = _calls.list_individuals(species, limit, offset, search)
         return decode(await self._send(call), IndividualPage)
 
     async def individual(self, individual_id: str) -> IndividualDetail:

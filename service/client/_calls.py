@@ -105,12 +105,12 @@ def create_individual(individual_id: str, species: str | None, name: str | None)
     return _json_call("POST", "/v1/individuals", body)
 
 
-def list_individuals(species: str | None, limit: int, offset: int) -> Call:
+def list_individuals(species: str | None, limit: int, offset: int, search: str | None) -> Call:
     return Call(
         method="GET",
         path="/v1/individuals",
         retry=True,
-        params=_present(species=species, limit=limit, offset=offset),
+        params=_present(species=species, limit=limit, offset=offset, search=search),
     )
 
 

@@ -201,10 +201,17 @@ class WhaleIdClient:
         return decode(self._send(call), Individual)
 
     def list_individuals(
-        self, *, species: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        species: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        search: str | None = None,
     ) -> IndividualPage:
-        """A page of individuals ordered by id (`limit` 1-500), optionally of one species."""
-        return decode(self._send(_calls.list_individuals(species, limit, offset)), IndividualPage)
+        """A page of individuals ordered by id (`limit` 1-500), optionally of one species,
+        optionally those whose id or name contains `search`."""
+        call = _calls.list_individuals(species, limit, offset, search)
+        return decode(self._send(call), IndividualPage)
 
     def individual(self, individual_id: str) -> IndividualDetail:
         """An individual with its photos."""

@@ -116,11 +116,20 @@ async def list_individuals(
     species: FromQuery[str | None] = None,
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
+    search: Annotated[
+        str | None,
+        Parameter(
+            max_length=128,
+            description="only individuals whose id or name contains this text (ASCII"
+            " letters in either case)",
+        ),
+    ] = None,
 ) -> IndividualPage:
-    """A page of individuals ordered by id, optionally of one species."""
+    """A page of individuals ordered by id, optionally of one species, optionally those
+    whose id or name contains `search`."""
     # One more than asked tells whether another page follows.
     rows = await runtime.read(
-        partial(runtime.catalogue.list_individuals, species, limit + 1, offset)
+        partial(runtime.catalogue.list_individuals, species, limit + 1, offset, _optional(search))
     )
     more = len(rows) > limit
     return IndividualPage(

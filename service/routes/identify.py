@@ -10,6 +10,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
@@ -30,6 +31,8 @@ from service.schemas import (
 __all__ = ["identify", "identify_batch", "predict_batch", "predict_single"]
 
 NDJSON = "application/x-ndjson"
+BATCH_TOTAL = "X-Batch-Total"
+"""Response header of a batch: how many answers its stream will carry."""
 # Room for multipart boundaries and part headers on top of the uploads themselves; the
 # uploads' own sizes are checked exactly in the handlers.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -62,6 +65,16 @@ async def identify(
     opt={"read": True},
     responses=errors(413, 422),
     media_type=NDJSON,
+    response_headers=[
+        ResponseHeader(
+            name=BATCH_TOTAL,
+            documentation_only=True,
+            required=True,
+            description="How many answers the stream carries: one per photo sent, the"
+            " archive's files counted from its directory before any is read (so a client"
+            " can show progress as 'N of total')",
+        )
+    ],
 )
 async def identify_batch(
     data: Annotated[BatchForm, Body(media_type=RequestEncodingType.MULTI_PART)],
@@ -73,10 +86,13 @@ async def identify_batch(
     The answer streams as NDJSON: one `IdentifyResponse` per line, in input order, each
     entry answered (unusable ones "rejected" with a reason, never dropped). Should the
     archive turn out to exceed the size limits part-way, a last line carries an error
-    body (`status_code`, `error`, `detail`) instead.
+    body (`status_code`, `error`, `detail`) instead. The `X-Batch-Total` header says how
+    many answers to expect.
     """
-    photos = await _batch_inputs(data, runtime)
-    return Stream(_ndjson(photos, runtime, top_k), media_type=NDJSON)
+    photos, total = await _batch_inputs(data, runtime)
+    return Stream(
+        _ndjson(photos, runtime, top_k), media_type=NDJSON, headers={BATCH_TOTAL: str(total)}
+    )
 
 
 @post("/v1/predict-single", status_code=HTTPStatus.OK, opt={"read": True}, responses=errors(413))
@@ -101,7 +117,7 @@ async def predict_batch(
 ) -> list[LegacyPrediction]:
     """A ZIP of photos (field `file`), answered as a JSON list in the earlier service's
     schema."""
-    photos = await _batch_inputs(BatchForm(archive=data.file), runtime)
+    photos, _ = await _batch_inputs(BatchForm(archive=data.file), runtime)
     results = []
     async for line in _answers(photos, runtime, 1):
         if isinstance(line, ErrorBody):
@@ -113,10 +129,11 @@ async def predict_batch(
 # ---------------------------------------------------------------------- helpers
 
 
-async def _batch_inputs(data: BatchForm, runtime: Runtime) -> Iterator[ArchiveEntry]:
-    """The batch's photos in input order. An archive refused as a whole (not a ZIP, too
-    many entries) raises here, before the answer starts, so it gets a 4xx status; its
-    entries are inflated one at a time as the iterator is advanced."""
+async def _batch_inputs(data: BatchForm, runtime: Runtime) -> tuple[Iterator[ArchiveEntry], int]:
+    """The batch's photos in input order, and how many there are. An archive refused as
+    a whole (not a ZIP, too many entries) raises here, before the answer starts, so it
+    gets a 4xx status; its entries are inflated one at a time as the iterator is
+    advanced."""
     settings = runtime.settings
     if data.archive is None and not data.files:
         raise BadRequest("send a ZIP in the field `archive` or photos in the field `files`")
@@ -134,17 +151,17 @@ async def _batch_inputs(data: BatchForm, runtime: Runtime) -> Iterator[ArchiveEn
             entries.append(ArchiveEntry(name=name, path=name, content=None, reason="too_large"))
         else:
             entries.append(ArchiveEntry(name=name, path=name, content=content))
-    archived: Iterator[ArchiveEntry] = iter(())
-    if data.archive is not None:
-        content = await read_limited(data.archive, budget, "the batch")
-        limits = ArchiveLimits(
-            max_entries=settings.max_batch_entries - len(entries),
-            max_total_bytes=settings.max_batch_bytes,
-            max_entry_bytes=settings.max_upload_bytes,
-            max_ratio=settings.max_compression_ratio,
-        )
-        archived = read_archive(content, limits)
-    return itertools.chain(entries, archived)
+    if data.archive is None:
+        return iter(entries), len(entries)
+    content = await read_limited(data.archive, budget, "the batch")
+    limits = ArchiveLimits(
+        max_entries=settings.max_batch_entries - len(entries),
+        max_total_bytes=settings.max_batch_bytes,
+        max_entry_bytes=settings.max_upload_bytes,
+        max_ratio=settings.max_compression_ratio,
+    )
+    archived = read_archive(content, limits)
+    return itertools.chain(entries, archived), len(entries) + len(archived)
 
 
 async def _answers(

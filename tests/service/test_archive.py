@@ -109,6 +109,8 @@ def test_directories_and_macos_metadata_are_skipped() -> None:
     )
 
     assert [e.path for e in read_all(data)] == ["survey/HW-1.jpg"]
+    # Counted before anything is read: what a batch announces as its total.
+    assert len(read_archive(data, LIMITS)) == 1
 
 
 def test_traversal_names_are_only_reported_and_nothing_is_written(

@@ -59,6 +59,7 @@ def test_zip_batch_answers_every_entry_in_order(client: TestClient) -> None:
     response = client.post("/v1/identify/batch", files={"archive": ("s.zip", archive)})
     assert response.status_code == 200, response.text
     results = lines(response)
+    assert response.headers["X-Batch-Total"] == str(len(results)) == "4"
     assert [r["image"] for r in results] == [
         "survey/a.jpg",
         "survey/b.jpg",
@@ -82,7 +83,9 @@ def test_several_files_batch(client: TestClient) -> None:
         ("files", ("one.jpg", photo("HW-2", 8))),
         ("files", ("two.png", b"\x89PNG\r\n\x1a\n garbage")),
     ]
-    results = lines(client.post("/v1/identify/batch", files=files, params={"top_k": 1}))
+    response = client.post("/v1/identify/batch", files=files, params={"top_k": 1})
+    results = lines(response)
+    assert response.headers["X-Batch-Total"] == "2"
     assert [r["image"] for r in results] == ["one.jpg", "two.png"]
     assert len(results[0]["candidates"]) == 1
     assert results[1]["decision"] == "rejected"

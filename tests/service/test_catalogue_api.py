@@ -61,6 +61,37 @@ def test_create_list_and_read_individuals(client: TestClient) -> None:
     assert {"taken_at", "latitude", "longitude", "source_name"} <= set(detail["images"][0])
 
 
+def test_search_finds_ids_and_names_containing_the_text(client: TestClient) -> None:
+    assert (
+        client.post("/v1/individuals", json={"id": "FW-1", "name": "Salt 50%"}).status_code == 201
+    )
+    assert client.post("/v1/individuals", json={"id": "x_y"}).status_code == 201
+
+    def found(search: str, **params: str) -> list[str]:
+        page = client.get("/v1/individuals", params={"search": search, **params}).json()
+        return [i["id"] for i in page["items"]]
+
+    assert found("hw") == ["HW-1", "HW-2"]
+    assert found("-1") == ["FW-1", "HW-1"]
+    assert found("sal") == ["FW-1"]  # the name
+    assert found("_") == ["x_y"]  # as text, not a pattern
+    assert found("0%") == ["FW-1"]
+    assert found("hw", species="humpback_whale", limit="1") == ["HW-1"]
+    assert found("   ") == ["FW-1", "HW-1", "HW-2", "x_y"]
+    assert found("nobody") == []
+    assert_error(client.get("/v1/individuals", params={"search": "x" * 129}), 400)
+
+
+def test_an_individual_names_a_photo_to_show_it_by(client: TestClient) -> None:
+    detail = client.get("/v1/individuals/HW-1").json()
+    first = min(image["id"] for image in detail["images"])
+    assert detail["individual"]["cover_image_id"] == first
+    listed = client.get("/v1/individuals").json()["items"]
+    assert {i["id"]: i["cover_image_id"] for i in listed}["HW-1"] == first
+    created = client.post("/v1/individuals", json={"id": "FW-2"}).json()
+    assert created["cover_image_id"] is None
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [({"id": ""}, 400), ({"id": "   "}, 400), ({}, 400), ({"id": "x", "colour": "red"}, 400)],

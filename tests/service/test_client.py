@@ -79,13 +79,14 @@ class Server:
     Args:
         data_dir: the data folder (created by the service if missing).
         log: file that receives the process's stdout and stderr.
+        settings: more lines of its TOML configuration.
     """
 
-    def __init__(self, data_dir: Path, log: Path) -> None:
+    def __init__(self, data_dir: Path, log: Path, settings: str = "") -> None:
         self.log = log
         config = data_dir.parent / f"{data_dir.name}.toml"
         # The live tests send hundreds of requests a minute from one address.
-        config.write_text("rate_limit_per_minute = 0\n", encoding="utf-8")
+        config.write_text("rate_limit_per_minute = 0\n" + settings, encoding="utf-8")
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("WHALEID_")}
@@ -262,6 +263,8 @@ def test_catalogue_create_list_rename_merge_delete(client: Any, ns: str) -> None
     assert page.next_offset == 1
     rest = client.list_individuals(species=ns + "fin_whale", limit=1, offset=1)
     assert ([i.id for i in rest.items], rest.next_offset) == ([second], None)
+    found = client.list_individuals(species=ns + "fin_whale", search="ruby")
+    assert [i.id for i in found.items] == [first]
 
     renamed = client.update_individual(first, new_id=ns + "FW-1", name="Ruby II")
     assert (renamed.id, renamed.name, renamed.species) == (ns + "FW-1", "Ruby II", ns + "fin_whale")

@@ -48,6 +48,9 @@ def test_probes_answer_while_the_catalogue_opens(
         assert busy.json()["error"] == "unavailable"
         assert client.get("/v1/individuals").status_code == 503
         assert client.get("/metrics").status_code == 200
+        # The web interface loads, and says the catalogue is opening (from /ready).
+        assert client.get("/").status_code == 200
+        assert client.get("/ui/app.js").status_code == 200
         release.set()
         assert client.get("/ready").status_code == 200
         answer = client.post("/v1/identify", files={"file": ("q.jpg", encode(sighting(1, 0)))})
