@@ -97,8 +97,6 @@ def test_weights_count_as_repeated_samples() -> None:
     rng = np.random.default_rng(3)
     positives, negatives = rng.normal(60, 20, 50), rng.normal(40, 20, 50)
     doubled = fit_isotonic(np.repeat(positives, 2), np.repeat(negatives, 2), 10.0)
-    weighted = fit_isotonic(
-        positives, negatives, 10.0, (np.full(50, 2.0), np.full(50, 2.0))
-    )
+    weighted = fit_isotonic(positives, negatives, 10.0, (np.full(50, 2.0), np.full(50, 2.0)))
     assert weighted.scores == doubled.scores
     assert weighted.probabilities == pytest.approx(doubled.probabilities)
