@@ -38,4 +38,6 @@ EXPOSE 8000
 # rebuild the index for minutes, hence the long start period.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
-CMD ["whaleid", "serve"]
+# The default gate and locator are built into the data volume at first start (a few
+# seconds; later starts only check the files' sha256).
+CMD ["sh", "-c", "whaleid models install && exec whaleid serve"]

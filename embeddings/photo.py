@@ -50,3 +50,38 @@ class Photo(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def height(self) -> int:
         return int(self.pixels.shape[0])
+
+
+class Box(msgspec.Struct, frozen=True, array_like=True):
+    """A rectangle in a photo's pixels, [x0, x1) x [y0, y1)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @classmethod
+    def whole(cls, photo: Photo) -> Box:
+        return cls(0, 0, photo.width, photo.height)
+
+    @property
+    def area(self) -> int:
+        return (self.x1 - self.x0) * (self.y1 - self.y0)
+
+    def overlaps(self, other: Box) -> bool:
+        return (
+            self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
+        )
+
+    def as_list(self) -> list[int]:
+        return [self.x0, self.y0, self.x1, self.y1]
+
+
+def union(boxes: list[Box]) -> Box:
+    """The smallest box holding all of `boxes` (at least one)."""
+    return Box(
+        min(b.x0 for b in boxes),
+        min(b.y0 for b in boxes),
+        max(b.x1 for b in boxes),
+        max(b.y1 for b in boxes),
+    )

@@ -7,7 +7,7 @@ from typing import Literal, Protocol, runtime_checkable
 import msgspec
 import numpy as np
 
-from embeddings.photo import Photo
+from embeddings.photo import Box, Photo
 
 FeatureKind = Literal["local", "global"]
 
@@ -56,3 +56,20 @@ class GlobalExtractor(Protocol):
     dim: int
 
     def extract(self, photo: Photo) -> GlobalEmbedding: ...
+
+
+@runtime_checkable
+class Locator(Protocol):
+    """Finds the animals in a photo (`embeddings.locator.Lite0Locator`)."""
+
+    name: str
+    version: str
+
+    def locate(self, photo: Photo) -> list[Box]:
+        """The animals' boxes, hottest first; [the whole photo] for a crop."""
+        ...
+
+    def region(self, photo: Photo) -> Box | None:
+        """The part of the photo whose features are stored when it is enrolled: every
+        animal found; None for the whole photo."""
+        ...

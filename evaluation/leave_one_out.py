@@ -7,9 +7,14 @@ kept out of the gallery, and a query of theirs is right when the answer is
 `new_individual`.
 
 Every query runs through `indexer.pipeline` with its own photo excluded, exactly as the
-service would answer it: the gate (a rejected query counts as a miss), the deep search
-and the local search of whichever models are given. The gallery lives in a temporary
-folder and is thrown away.
+service would answer it: the gate (a rejected query counts as a miss), the locator, the
+deep search and the local search of whichever models are given. The gallery lives in a
+temporary folder and is thrown away.
+
+Distractors are photos of other animals enrolled beside the labelled ones, each as its
+own individual, and never queried. Leave-one-out on whole frames without them flatters:
+a frame can match its own encounter's other frames on sea state, light and boats, and
+distractors from other encounters give that shortcut something to pick wrongly.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import numpy as np
 from embeddings.images import load_photo_file
 from embeddings.keypoints import KeypointConfig
 from embeddings.photo import ImageError
-from embeddings.protocol import GlobalExtractor
+from embeddings.protocol import GlobalExtractor, Locator
+from indexer.catalogue import PhotoElsewhere
 from indexer.config import EngineConfig
 from indexer.gallery import Gallery, Progress
 from indexer.pipeline import Gate
@@ -99,6 +105,8 @@ class EvaluationReport(msgspec.Struct, frozen=True, kw_only=True):
     `engine.new_individual_threshold`."""
     stages: list[str] = []
     """The pipeline stages the queries ran through."""
+    n_distractors: int = 0
+    """Photos of other animals enrolled beside the labelled ones and never queried."""
     known_called_new: float | None = None
     """Share of queries of enrolled individuals answered `new_individual`."""
     reliability: list[ReliabilityBin] = []
@@ -106,6 +114,10 @@ class EvaluationReport(msgspec.Struct, frozen=True, kw_only=True):
     a calibrated probability has `observed` close to `predicted`."""
     rejected: dict[str, int] = {}
     """Queries the pipeline rejected, by reason (they count as misses)."""
+
+
+_NOT_CETACEAN = "not_cetacean"
+"""Species prefix of the photos without any animal in ../shared/data."""
 
 
 class _Query(msgspec.Struct, frozen=True):
@@ -124,6 +136,8 @@ def evaluate(
     holdout_fraction: float = 0.2,
     embedder: GlobalExtractor | None = None,
     gate: Gate | None = None,
+    locator: Locator | None = None,
+    distractors: Sequence[ManifestEntry] = (),
     progress: Progress | None = None,
 ) -> EvaluationReport:
     """Run the protocol on labelled manifest entries (unlabelled ones are ignored).
@@ -136,6 +150,10 @@ def evaluate(
         seed: seed of the held-out draw.
         embedder: a deep embedder, searched and fused as in the service.
         gate: a cetacean gate, applied to every query as in the service.
+        locator: an animal locator, as in the service.
+        distractors: photos enrolled, each as its own individual, and never queried;
+            unreadable ones, those too plain to enrol and those whose species starts
+            with `not_cetacean` (no animal: ../shared/data/README.md) are skipped.
         progress: progress(done, total) over enrolment and queries together.
     """
     labelled = [e for e in entries if e.individual_id]
@@ -145,15 +163,23 @@ def evaluate(
         rng = np.random.default_rng(seed)
         count = max(1, round(holdout_fraction * len(individuals)))
         held_out = set(rng.choice(individuals, count, replace=False).tolist())
-    total = 2 * len(labelled)
+    animals = [e for e in distractors if not (e.species or "").startswith(_NOT_CETACEAN)]
+    total = 2 * len(labelled) + len(animals)
     done = 0
     unreadable: list[str] = []
     queries: list[_Query] = []
     with tempfile.TemporaryDirectory(prefix="whaleid-eval-") as tmp:
         gallery = Gallery.open(
-            Path(tmp), features=features, engine=engine, embedder=embedder, gate=gate
+            Path(tmp),
+            features=features,
+            engine=engine,
+            embedder=embedder,
+            gate=gate,
+            locator=locator,
         )
         try:
+            enrolled_distractors = _enrol_distractors(gallery, animals, progress, total)
+            done += len(animals)
             for entry in labelled:
                 done += 1
                 try:
@@ -186,9 +212,32 @@ def evaluate(
                 n_images=len(labelled),
                 n_individuals=len(individuals),
                 unreadable=unreadable,
+                n_distractors=enrolled_distractors,
             )
         finally:
             gallery.close()
+
+
+def _enrol_distractors(
+    gallery: Gallery, entries: Sequence[ManifestEntry], progress: Progress | None, total: int
+) -> int:
+    """Enrol each photo as its own individual; returns how many were enrolled."""
+    enrolled = 0
+    for done, entry in enumerate(entries, start=1):
+        try:
+            photo = load_photo_file(entry.path)
+            gallery.catalogue.enrol(
+                photo,
+                f"distractor-{done}",
+                species=entry.species,
+                source_name=entry.path.name,
+            )
+            enrolled += 1
+        except (ImageError, PhotoElsewhere):
+            pass  # unreadable, too plain to enrol, or a copy: a distractor less
+        if progress is not None:
+            progress(done, total)
+    return enrolled
 
 
 def _score(
@@ -202,6 +251,7 @@ def _score(
     n_images: int,
     n_individuals: int,
     unreadable: list[str],
+    n_distractors: int,
 ) -> EvaluationReport:
     enrolled: dict[str, set[int]] = {}
     for query in queries:
@@ -284,6 +334,7 @@ def _score(
         rejected=rejected,
         known_called_new=new_false / len(ranks) if ranks else None,
         reliability=_reliability(top_right),
+        n_distractors=n_distractors,
     )
 
 

@@ -43,7 +43,10 @@ class Calibration(msgspec.Struct, frozen=True, kw_only=True):
     negatives: int = 0
 
     def probability(self, score: float) -> float:
-        return float(np.interp(score, self.scores, self.probabilities))
+        # Clipped: np.interp's slope overflows between knots a subnormal distance apart
+        # and would answer inf; the curve never leaves its end levels.
+        value = np.interp(score, self.scores, self.probabilities)
+        return float(np.clip(value, self.probabilities[0], self.probabilities[-1]))
 
     @classmethod
     def unfitted(cls, half_score: float) -> Calibration:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from embeddings.images import load_photo
 from embeddings.keypoints import RootSiftExtractor
 from embeddings.photo import ImageError, Photo
-from embeddings.protocol import GlobalEmbedding, GlobalExtractor, LocalFeatures
+from embeddings.protocol import GlobalEmbedding, GlobalExtractor, LocalFeatures, Locator
 from indexer.centroids import CentroidRow
 from indexer.photo_files import PhotoFiles
 from indexer.results import LOW_CONFIDENCE, EnrolResult, Progress, Reextraction, Unextracted
@@ -58,6 +58,7 @@ class Catalogue:
         photos: the photo files.
         extractor: the local-feature extractor of enrolled photos.
         embedder: the deep embedder, if a model is loaded.
+        locator: finds the animals in a whole frame, whose region alone is described.
         changed: called after every committed change (the follower's `catch_up`).
         min_features: fewest keypoints of an enrolled photo (as for a query).
     """
@@ -70,8 +71,10 @@ class Catalogue:
         embedder: GlobalExtractor | None,
         changed: Callable[[], None],
         min_features: int,
+        locator: Locator | None = None,
     ) -> None:
         self.min_features = min_features
+        self.locator = locator
         self.store = store
         self.photos = photos
         self.extractor = extractor
@@ -218,7 +221,8 @@ class Catalogue:
         little texture when no deep model is loaded to find it by its embedding."""
         extracted: list[tuple[str, str, LocalFeatures | GlobalEmbedding]] = []
         if self.extractor.name in wanted:
-            features = self.extractor.extract(photo)
+            region = None if self.locator is None else self.locator.region(photo)
+            features = self.extractor.extract(photo, region)
             if self.embedder is None and len(features.descriptors) < self.min_features:
                 raise ImageError("low_confidence", LOW_CONFIDENCE)
             extracted.append((self.extractor.name, self.extractor.version, features))

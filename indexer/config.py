@@ -6,6 +6,8 @@ them (`indexer.local_search`, `indexer.deep_search`), each with the reason for i
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 
@@ -15,3 +17,5 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     `new_individual`."""
     top_k: int = 5
     """Candidates returned by default."""
+    max_detections: Annotated[int, msgspec.Meta(ge=1)] = 3
+    """Most animals identified in one whole frame (each costs one local search)."""

@@ -23,7 +23,7 @@ from typing import Self
 import faiss
 
 from embeddings.keypoints import KeypointConfig, RootSiftExtractor
-from embeddings.protocol import GlobalExtractor
+from embeddings.protocol import GlobalExtractor, Locator
 from indexer.catalogue import Catalogue
 from indexer.config import EngineConfig
 from indexer.deep_search import DeepSearch
@@ -31,7 +31,15 @@ from indexer.follower import Follower
 from indexer.index_files import IndexState, load_index, save_index
 from indexer.local_search import LocalSearch, SearchParameters
 from indexer.photo_files import PHOTOS_DIR, PhotoFiles
-from indexer.pipeline import DeepSearchStage, Gate, GateStage, LocalSearchStage, Pipeline, Stage
+from indexer.pipeline import (
+    DeepSearchStage,
+    Gate,
+    GateStage,
+    LocalSearchStage,
+    LocateStage,
+    Pipeline,
+    Stage,
+)
 from indexer.refit import Calibrator, photo_queries
 from indexer.results import GalleryStats, Progress
 from indexer.store import DATABASE_FILE, Store
@@ -58,6 +66,7 @@ class Gallery:
         search: SearchParameters,
         embedder: GlobalExtractor | None,
         gate: Gate | None,
+        locator: Locator | None,
         max_pixels: int | None,
     ) -> None:
         self.store = store
@@ -81,7 +90,7 @@ class Gallery:
             ),
             self.follower,
             self.deep,
-            photo_queries(store, self.photos, extractor),
+            photo_queries(store, self.photos, extractor, locator),
         )
         self.catalogue = Catalogue(
             store,
@@ -90,12 +99,16 @@ class Gallery:
             embedder,
             self.follower.catch_up,
             min_features=search.min_query_features,
+            locator=locator,
         )
         stages: list[Stage] = []
         models: list[str] = []
         if gate is not None:
             stages.append(GateStage(gate))
             models.append(f"{gate.name}-{gate.version}")
+        if locator is not None:
+            stages.append(LocateStage(locator, self.engine.max_detections))
+            models.append(f"{locator.name}-{locator.version}")
         if embedder is not None and self.deep is not None:
             stages.append(DeepSearchStage(embedder, self.deep, self.follower))
             models.insert(0, f"{embedder.name}-{embedder.version}")
@@ -122,6 +135,7 @@ class Gallery:
         search: SearchParameters | None = None,
         embedder: GlobalExtractor | None = None,
         gate: Gate | None = None,
+        locator: Locator | None = None,
         max_pixels: int | None = None,
         progress: Progress | None = None,
     ) -> Gallery:
@@ -135,6 +149,8 @@ class Gallery:
             embedder: a deep embedder: photos are also searched by their embeddings,
                 beside any imported centroids of that model, and the evidence fused.
             gate: a cetacean gate, applied before any search.
+            locator: finds the animals in whole frames: each is identified on its own,
+                and enrolled photos are described in the region of their animals.
             max_pixels: photos larger than this are refused before decoding.
             progress: progress(done, total) of a rebuild, if one is needed.
         """
@@ -150,6 +166,7 @@ class Gallery:
                 search=search or SearchParameters(),
                 embedder=embedder,
                 gate=gate,
+                locator=locator,
                 max_pixels=max_pixels,
             )
             # Files whose row never committed (a crash between the two writes).

@@ -1,12 +1,16 @@
-"""The one identification pipeline: decode -> gate -> deep search -> local search ->
-decision. The HTTP endpoints, `whaleid identify`, `whaleid evaluate` and the benchmarks
+"""The one identification pipeline: decode -> gate -> locate -> deep search -> local
+search -> decision. The HTTP endpoints, `whaleid identify`, `whaleid evaluate` and the benchmarks
 all call `Pipeline.identify` (or `identify_photo` for a photo already decoded).
 
 Each stage is a callable on one `Query`, in the manner of wildlife-tools'
 `SimilarityPipeline`: it reads what earlier stages left, adds its own result, and may
-reject the photo, which ends the chain. A stage whose model is not installed is not in
+reject the photo, which ends the chain. The gate only casts doubt: a photo it doubts is
+searched still, and rejected unless it matches a known individual. A stage whose model is not installed is not in
 the chain, and every answer lists the stages that ran. The deep search runs before the
 local search because its shortlist is verified by local features.
+
+The locator may find several animals in a whole frame: the local search and the decision
+then run once per animal's box, and the answer holds one detection each.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
+
 from embeddings.images import load_photo
 from embeddings.keypoints import RootSiftExtractor
-from embeddings.photo import ImageError, Photo
-from embeddings.protocol import GlobalExtractor
+from embeddings.photo import Box, ImageError, Photo
+from embeddings.protocol import GlobalExtractor, Locator
 from indexer.decision import Calibrations, decide
 from indexer.deep_search import DeepHit, DeepSearch
 from indexer.follower import Follower
@@ -31,6 +37,7 @@ from indexer.results import (
     MAX_TOP_K,
     WEIGHT_FREE,
     Candidate,
+    Detection,
     Evidence,
     ExtractorInfo,
     GateResult,
@@ -39,9 +46,10 @@ from indexer.results import (
 )
 from indexer.store import Store
 
-__all__ = ["Gate", "Pipeline", "Query", "Stage"]
+__all__ = ["Gate", "LocateStage", "Pipeline", "Query", "Stage"]
 
 NO_CETACEAN = "the gate found no whale or dolphin in the photo"
+OVERRULED = "; its score was below the threshold, overruled by a match to a known individual"
 
 
 class GateCheck(Protocol):
@@ -71,8 +79,13 @@ class Query:
     exclude: frozenset[int]
     """Photos to leave out of every search, as if not enrolled (leave-one-out)."""
     gate: GateResult = GATE_NOT_APPLIED
+    boxes: list[Box] = field(default_factory=list)
+    """The animals found, hottest first; empty: the whole photo is searched."""
     deep_hits: dict[str, DeepHit] | None = None
-    ranked: list[RankedImage] = field(default_factory=list)
+    ranked: list[tuple[Box, list[RankedImage]]] = field(default_factory=list)
+    """Each searched box with its ranked gallery photos."""
+    doubted: bool = False
+    """The gate found no cetacean: rejected unless a known individual matches."""
     rejection: tuple[RejectionReason, str] | None = None
 
 
@@ -99,8 +112,23 @@ class GateStage:
             score=check.score,
             detail=f"{self.gate.name}-{self.gate.version}, threshold {check.threshold:.3f}",
         )
-        if not check.passed:
-            query.rejection = ("not_a_marine_mammal", NO_CETACEAN)
+        # Not rejected here: a photo the gate doubts is still searched, and rejected only
+        # if no known individual matches it (with a calibrated probability: an
+        # uncalibrated one is no evidence). ImageNet has no humpback or right-whale
+        # class, and a fluke seen from behind or a head from the air can score low while
+        # its markings verify against the catalogue: a match is evidence of a whale too.
+        query.doubted = not check.passed
+
+
+class LocateStage:
+    name = "locate"
+
+    def __init__(self, locator: Locator, max_boxes: int) -> None:
+        self.locator = locator
+        self.max_boxes = max_boxes
+
+    def __call__(self, query: Query) -> None:
+        query.boxes = self.locator.locate(query.photo)[: self.max_boxes]
 
 
 class DeepSearchStage:
@@ -125,20 +153,26 @@ class LocalSearchStage:
         self.local = local
 
     def __call__(self, query: Query) -> None:
-        detection = self.extractor.detect(query.photo)
-        features = detection.describe()
-        if not self.local.enough(features):
-            # With a deep model the embedding is still evidence; without, there is none.
-            if query.deep_hits is None:
-                query.rejection = ("low_confidence", LOW_CONFIDENCE)
-            return
         shortlisted = list((query.deep_hits or {}).values())[: self.local.params.shortlist]
-        query.ranked = self.local.rank(
-            features,
-            rolled=lambda angles: [detection.describe(angle) for angle in angles],
-            exclude=query.exclude,
-            verify_also=[hit.image_id for hit in shortlisted if hit.image_id is not None],
-        )
+        verify_also = [hit.image_id for hit in shortlisted if hit.image_id is not None]
+        whole = Box.whole(query.photo)
+        for box in query.boxes or [whole]:
+            detection = self.extractor.detect(query.photo, None if box == whole else box)
+            features = detection.describe()
+            if not self.local.enough(features):
+                # With a deep model the embedding is still evidence; without, there is none.
+                if query.deep_hits is not None:
+                    query.ranked.append((box, []))
+                continue
+            ranked = self.local.rank(
+                features,
+                rolled=lambda angles, d=detection: [d.describe(angle) for angle in angles],
+                exclude=query.exclude,
+                verify_also=verify_also,
+            )
+            query.ranked.append((box, ranked))
+        if not query.ranked:
+            query.rejection = ("low_confidence", LOW_CONFIDENCE)
 
 
 class Pipeline:
@@ -188,6 +222,15 @@ class Pipeline:
         gates = [s.description for s in self.stages if isinstance(s, GateStage)]
         return gates[0] if gates else GATE_NOT_APPLIED.detail
 
+    @property
+    def locator_description(self) -> str:
+        """The locator, or that photos are searched whole."""
+        for stage in self.stages:
+            if isinstance(stage, LocateStage):
+                locator = stage.locator
+                return f"{locator.name}-{locator.version}, up to {stage.max_boxes} animals a photo"
+        return "none: every photo is searched whole"
+
     def identify(
         self,
         content: bytes,
@@ -234,36 +277,56 @@ class Pipeline:
             timings[stage.name] = 1000 * (time.perf_counter() - started)
             ran.append(stage.name)
             if query.rejection is not None:
-                reason, detail = query.rejection
-                return Identification(
-                    image=name,
-                    decision="rejected",
-                    rejection_reason=reason,
-                    detail=detail,
-                    timings_ms={**timings, "total": sum(timings.values())},
-                    extractor=self.extractor,
-                    identification=self.identification,
-                    bbox=[0, 0, photo.width, photo.height],
-                    gate=query.gate,
-                    stages=ran,
-                )
+                return self._rejection(query, name, timings, ran)
         started = time.perf_counter()
-        answer = self._decide(query, name, top_k or self.top_k)
+        detections, calibrated = self._decide(query, top_k or self.top_k)
         timings["decision"] = 1000 * (time.perf_counter() - started)
-        timings["total"] = sum(timings.values())
         ran.append("decision")
+        # The animal the catalogue is surest of speaks for the photo; the first (hottest)
+        # one when no candidate is more probable.
+        best = max(
+            detections,
+            key=lambda d: d.candidates[0].probability if d.candidates else -1.0,
+        )
+        gate = query.gate
+        if query.doubted:
+            if best.decision != "match" or not calibrated:
+                query.rejection = ("not_a_marine_mammal", NO_CETACEAN)
+                return self._rejection(query, name, timings, ran)
+            gate = msgspec.structs.replace(gate, detail=gate.detail + OVERRULED)
+        timings["total"] = sum(timings.values())
         return Identification(
             image=name,
-            decision=answer[0],
-            candidates=answer[1],
+            decision=best.decision,
+            candidates=best.candidates,
             timings_ms=timings,
             extractor=self.extractor,
             index_version=self.index_version,
-            calibrated=answer[2],
+            calibrated=calibrated,
+            identification=self.identification,
+            bbox=best.bbox,
+            gate=gate,
+            models=self.models,
+            stages=ran,
+            detections=detections,
+        )
+
+    def _rejection(
+        self, query: Query, name: str, timings: dict[str, float], ran: list[str]
+    ) -> Identification:
+        assert query.rejection is not None
+        reason, detail = query.rejection
+        photo = query.photo
+        return Identification(
+            image=name,
+            decision="rejected",
+            rejection_reason=reason,
+            detail=detail,
+            timings_ms={**timings, "total": sum(timings.values())},
+            extractor=self.extractor,
             identification=self.identification,
             bbox=[0, 0, photo.width, photo.height],
             gate=query.gate,
-            models=self.models,
             stages=ran,
         )
 
@@ -288,34 +351,44 @@ class Pipeline:
         version += f"/e{follower.epoch}/f{follower.max_feature_id}"
         return "+".join([version, *self.models])
 
-    def _decide(self, query: Query, name: str, top_k: int) -> tuple[str, list[Candidate], bool]:
+    def _decide(self, query: Query, top_k: int) -> tuple[list[Detection], bool]:
+        """One detection per searched box, and whether its probabilities are calibrated."""
         calibrations = self.calibrations()
-        local = self.follower.local
-        labels = local.labels()
-        decision = decide(
-            query.ranked,
-            labels,
-            calibrations=calibrations,
-            deep_hits=query.deep_hits,
-            searched_locally=set(labels.values()),
-            threshold=self.threshold,
-            top_k=min(top_k, MAX_TOP_K),
-        )
-        candidates = []
-        for scored in decision.candidates:
-            individual = self.store.individual(scored.individual_id)
-            candidates.append(
-                Candidate(
-                    individual_id=scored.individual_id,
-                    species=individual.species if individual else None,
-                    probability=scored.probability,
-                    score=scored.local.score if scored.local else 0.0,
-                    similarity=None if scored.deep is None else scored.deep.cosine,
-                    evidence=self._evidence(scored.local, scored.deep),
+        labels = self.follower.local.labels()
+        searched_locally = set(labels.values())
+        detections = []
+        for box, ranked in query.ranked:
+            decision = decide(
+                ranked,
+                labels,
+                calibrations=calibrations,
+                deep_hits=query.deep_hits,
+                searched_locally=searched_locally,
+                threshold=self.threshold,
+                top_k=min(top_k, MAX_TOP_K),
+            )
+            candidates = []
+            for scored in decision.candidates:
+                individual = self.store.individual(scored.individual_id)
+                candidates.append(
+                    Candidate(
+                        individual_id=scored.individual_id,
+                        species=individual.species if individual else None,
+                        probability=scored.probability,
+                        score=scored.local.score if scored.local else 0.0,
+                        similarity=None if scored.deep is None else scored.deep.cosine,
+                        evidence=self._evidence(scored.local, scored.deep),
+                    )
+                )
+            detections.append(
+                Detection(
+                    bbox=box.as_list(),
+                    decision="match" if decision.matched else "new_individual",
+                    candidates=candidates,
                 )
             )
         fitted = calibrations.local.fitted and (query.deep_hits is None or calibrations.deep.fitted)
-        return ("match" if decision.matched else "new_individual"), candidates, fitted
+        return detections, fitted
 
     def _evidence(self, local: RankedImage | None, hit: DeepHit | None) -> Evidence:
         image_id = local.image_id if local else (hit.image_id if hit else None)

@@ -12,7 +12,7 @@ import msgspec
 from embeddings.images import load_photo
 from embeddings.keypoints import RootSiftExtractor
 from embeddings.photo import ImageError
-from embeddings.protocol import LocalFeatures
+from embeddings.protocol import LocalFeatures, Locator
 from indexer.calibration import Calibration, calibration_queries, harvest, new_share
 from indexer.decision import UNFITTED_HALF_COSINE, UNFITTED_HALF_SCORE, Calibrations
 from indexer.deep_search import CENTROID_BASE, DeepSearch
@@ -74,10 +74,16 @@ def fit_deep(deep: DeepSearch, new: float) -> Calibration:
     return harvest(_deep_queries(deep), missing=-1.0, new=new).fit(UNFITTED_HALF_COSINE)
 
 
-def photo_queries(store: Store, photos: PhotoFiles, extractor: RootSiftExtractor) -> QueryOf:
+def photo_queries(
+    store: Store,
+    photos: PhotoFiles,
+    extractor: RootSiftExtractor,
+    locator: Locator | None = None,
+) -> QueryOf:
     """Query with the photo's stored file, searched as identification searches it (roll
-    hypotheses included: without them the fit misses the weak queries they rescue); with
-    its stored upright features when it has no file."""
+    hypotheses included: without them the fit misses the weak queries they rescue; the
+    animals' region when a locator finds them); with its stored upright features when it
+    has no file."""
 
     def query_of(image_id: int) -> tuple[LocalFeatures, Rolled | None] | None:
         row = store.image(image_id)
@@ -87,7 +93,8 @@ def photo_queries(store: Store, photos: PhotoFiles, extractor: RootSiftExtractor
             except ImageError:
                 photo = None
             if photo is not None:
-                detection = extractor.detect(photo)
+                region = None if locator is None else locator.region(photo)
+                detection = extractor.detect(photo, region)
                 return detection.describe(), lambda rolls: [detection.describe(r) for r in rolls]
         stored = store.feature(image_id, extractor.name, extractor.version)
         if stored is None or not isinstance(stored.features, LocalFeatures):

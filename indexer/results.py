@@ -24,7 +24,7 @@ LOW_CONFIDENCE = "too little texture to match: the photo is blank, blurred or to
 
 WEIGHT_FREE = "weight-free (RootSIFT + spatial verification)"
 """How photos are identified while no deep model is loaded."""
-FUSED = "ArcFace embedding shortlist + RootSIFT verification, calibrated and fused"
+FUSED = "deep embedding shortlist + RootSIFT verification, calibrated and fused"
 """How photos are identified with the deep embedder loaded."""
 
 
@@ -51,6 +51,16 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     evidence: Evidence
     similarity: float | None = None
     """Cosine similarity of the deep embeddings; None without a deep model."""
+
+
+class Detection(msgspec.Struct, frozen=True, kw_only=True):
+    """One animal in the photo, identified on its own."""
+
+    bbox: list[int]
+    """[x_min, y_min, x_max, y_max] of the animal in the photo's pixels (EXIF orientation
+    applied); the whole photo when no locator ran or the photo is a crop already."""
+    decision: Literal["match", "new_individual"]
+    candidates: list[Candidate] = []
 
 
 class ExtractorInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,14 +107,20 @@ class Identification(msgspec.Struct, frozen=True, kw_only=True):
     too small to fit one); None when rejected."""
     identification: str = WEIGHT_FREE
     bbox: list[int] | None = None
-    """[x_min, y_min, x_max, y_max] of the animal in pixels; the whole photo until a
-    locator exists; None when the photo could not be decoded."""
+    """[x_min, y_min, x_max, y_max] of the animal the answer is about, in pixels; the
+    whole photo when no locator ran or the photo is a crop already; None when the photo
+    could not be decoded."""
     gate: GateResult = GATE_NOT_APPLIED
     models: list[str] = []
     """Deep models that contributed to the answer; empty on the weight-free path."""
     stages: list[str] = []
-    """The pipeline stages that ran, in order (decode, gate, deep search, local search,
-    decision); a stage whose model is not installed is absent."""
+    """The pipeline stages that ran, in order (decode, gate, locate, deep search, local
+    search, decision); a stage whose model is not installed is absent."""
+    detections: list[Detection] = []
+    """Every animal the locator found (up to `engine.max_detections`), hottest first,
+    each identified on its own box; one covering the whole photo without a locator.
+    `decision`, `candidates` and `bbox` above repeat the detection whose best candidate
+    is most probable. Empty when rejected."""
 
 
 class EnrolResult(msgspec.Struct, frozen=True, kw_only=True):

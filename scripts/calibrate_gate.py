@@ -28,7 +28,7 @@ import msgspec
 
 from embeddings.gate import GATE_MODEL, ClipGate
 from embeddings.gate_calibration import choose_threshold, gate_metrics, score_manifest
-from embeddings.lite0 import LITE0_MODEL, Lite0Gate, install_lite0, lite0_folder
+from embeddings.lite0 import LITE0_MODEL, Lite0Gate, Lite0Net, install_lite0, lite0_folder
 from embeddings.model_files import ModelFileError, read_card, write_card
 
 
@@ -48,7 +48,7 @@ def main() -> int:
         if args.data:
             folder, model = lite0_folder(args.data), LITE0_MODEL
             install_lite0(folder)
-            gate: ClipGate | Lite0Gate = Lite0Gate(folder)
+            gate: ClipGate | Lite0Gate = Lite0Gate(Lite0Net(folder))
         else:
             folder, model = args.models / GATE_MODEL, GATE_MODEL
             gate = ClipGate(folder)

@@ -25,13 +25,13 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from embeddings.registry import LoadedModels, load_models
+from embeddings.registry import LoadedModels
 from service.api_docs import doc_plugins
 from service.config import Settings
 from service.errors import handle_error
 from service.litestar_fixes import fix_allow_header
 from service.metrics import Metrics
-from service.opening import open_gallery
+from service.opening import load_configured_models, open_gallery
 from service.routes import catalogue, identify, ops
 from service.runtime import Runtime
 from service.security import require_api_key
@@ -77,14 +77,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     models: LoadedModels | None = app.state.models
     if models is None:
-        models = await anyio.to_thread.run_sync(
-            partial(
-                load_models,
-                settings.models_dir,
-                settings.model_threads,
-                data_dir=settings.data_dir,
-            )
-        )
+        models = await anyio.to_thread.run_sync(load_configured_models, settings)
     runtime = Runtime(settings, Metrics())
     app.state.runtime = runtime
 

@@ -117,6 +117,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     Env: `WHALEID_MODELS`."""
     model_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
     """ONNX Runtime threads per model call; 0 lets it use every core."""
+    locator: bool = True
+    """Find the animals in whole frames with the Lite0 network (`whaleid models
+    install`) and identify each on its own box; false searches every photo whole."""
+    lite0_embedding: bool = False
+    """Without an ArcFace model, search and fuse Lite0's pooled features as the deep
+    embedding (reports/accuracy.md measures both ways)."""
     features: FeatureSettings = FeatureSettings()
     """Local-feature extractor settings (TOML table `[features]`)."""
     engine: EngineConfig = EngineConfig()

@@ -5,12 +5,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embeddings.registry import LoadedModels
+from embeddings.registry import LoadedModels, load_models
 from indexer.gallery import Gallery
 from indexer.results import Progress
 from service.config import Settings
 
-__all__ = ["open_gallery"]
+__all__ = ["load_configured_models", "open_gallery"]
+
+
+def load_configured_models(settings: Settings, models_dir: Path | None = None) -> LoadedModels:
+    """The models the settings ask for: those of `models_dir` (default: the settings')
+    and the Lite0 network built in the data folder.
+
+    Raises:
+        ModelFileError: an installed model's file is missing, truncated or altered.
+    """
+    return load_models(
+        models_dir or settings.models_dir,
+        settings.model_threads,
+        data_dir=settings.data_dir,
+        locate=settings.locator,
+        lite0_embedding=settings.lite0_embedding,
+        features=settings.features.keypoints(),
+    )
 
 
 def open_gallery(
@@ -24,6 +41,7 @@ def open_gallery(
         engine=settings.engine,
         embedder=models.embedder,
         gate=models.gate,
+        locator=models.locator,
         max_pixels=settings.max_image_pixels,
         progress=progress,
     )

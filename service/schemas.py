@@ -41,10 +41,10 @@ __all__ = [
     "MergeResult",
     "NewIndividual",
     "ReadyResponse",
-    "StartingResponse",
     "RejectionReason",
     "ReviewForm",
     "ReviewResult",
+    "StartingResponse",
 ]
 
 
@@ -83,6 +83,8 @@ class ReadyResponse(msgspec.Struct, frozen=True, kw_only=True):
     identification: str = WEIGHT_FREE
     gate: str = "not applied: no gate model loaded"
     """The gate model and threshold when loaded."""
+    locator: str = "none: every photo is searched whole"
+    """The animal locator, when one is loaded."""
 
 
 class StartingResponse(msgspec.Struct, frozen=True, kw_only=True):

@@ -31,7 +31,7 @@ def open_gallery(
             folder without one is an error, so a mistyped `--data` never answers "new
             individual" from an empty catalogue.
     """
-    from embeddings.registry import load_models
+    from service.opening import load_configured_models
     from service.opening import open_gallery as open_configured  # loads FAISS: only
     # the commands that search pay for it
 
@@ -39,7 +39,7 @@ def open_gallery(
     if not create:
         require_catalogue(settings)
     if models is None:
-        models = load_models(settings.models_dir, settings.model_threads, data_dir=data_dir)
+        models = load_configured_models(settings)
     try:
         with progress_bar("index", "image") as progress:
             return open_configured(settings, models, progress)

@@ -48,13 +48,16 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     """Run the leave-one-out protocol of ../shared/data/README.md on manifests, enrolled
     together as one gallery."""
     from evaluation.leave_one_out import evaluate  # the evaluation harness is not needed elsewhere
+    from service.opening import load_configured_models
 
     entries = [entry for source in args.manifest for entry in read_entries(source)]
-    from embeddings.registry import load_models
-
-    models = load_models(
-        args.models or settings.models_dir, settings.model_threads, data_dir=settings.data_dir
+    distractors = [entry for source in args.distractors for entry in read_entries(source)]
+    settings = msgspec.structs.replace(
+        settings,
+        locator=settings.locator and not args.no_locator,
+        lite0_embedding=settings.lite0_embedding or args.lite0_embedding,
     )
+    models = load_configured_models(settings, args.models)
     with progress_bar("evaluate", "query") as progress:
         report = evaluate(
             entries,
@@ -64,6 +67,8 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
             embedder=models.embedder,
             gate=models.gate,
+            locator=models.locator,
+            distractors=distractors,
             progress=progress,
         )
     out: Path = args.json

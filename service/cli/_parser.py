@@ -118,6 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure with the deep models installed in DIR (default: models_dir)",
     )
     evaluate.add_argument(
+        "--distractors",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MANIFEST",
+        help="enrol these photos too, each as its own individual, and never query them:"
+        " other animals that a whole-frame match on scene alone would pick (repeatable;"
+        " photos whose species starts with not_cetacean are skipped)",
+    )
+    evaluate.add_argument(
+        "--no-locator",
+        action="store_true",
+        help="search every photo whole, even where the Lite0 locator is installed",
+    )
+    evaluate.add_argument(
+        "--lite0-embedding",
+        action="store_true",
+        help="fuse Lite0's pooled features as the deep embedding (no ArcFace model)",
+    )
+    evaluate.add_argument(
         "--json", type=Path, required=True, metavar="OUT", help="write the full report here"
     )
     evaluate.set_defaults(command=_identify.evaluate)
@@ -140,9 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     individual = commands.add_parser(
         "individual",
         help="list, show, rename, merge or delete individuals",
-        description="Catalogue edits on the data folder. While `whaleid serve` runs on the"
-        " same folder, edit through the HTTP API instead: the server would only see these"
-        " edits after a restart.",
+        description="Catalogue edits on the data folder. A `whaleid serve` running on the"
+        " same folder answers from them within seconds.",
     )
     individual_commands = individual.add_subparsers(
         title="individual commands", metavar="COMMAND", required=True

@@ -19,8 +19,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     folder that is a file, an address in use) is said in one line first (exit 2)."""
     import uvicorn
 
-    from embeddings.registry import load_models
     from service.app import create_app
+    from service.opening import load_configured_models
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = msgspec.structs.replace(settings, **overrides)
@@ -36,7 +36,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             " (another whaleid serve? choose one with --port)",
             EXIT_USAGE,
         )
-    models = load_models(settings.models_dir, settings.model_threads, data_dir=data_dir)
+    models = load_configured_models(settings)
     uvicorn.run(
         create_app(settings, models),
         host=settings.host,

@@ -74,6 +74,7 @@ async def ready(
             models=runtime.pipeline.models,
             identification=runtime.pipeline.identification,
             gate=runtime.pipeline.gate_description,
+            locator=runtime.pipeline.locator_description,
         )
     )
 

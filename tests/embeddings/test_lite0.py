@@ -19,6 +19,7 @@ from embeddings.lite0 import (
     LITE0_MODEL,
     MODEL_FILE,
     Lite0Gate,
+    Lite0Net,
     install_lite0,
     lite0_folder,
     packaged_weights,
@@ -87,7 +88,7 @@ def test_the_model_card_names_both_sha256s_and_the_default_threshold(installed: 
 def test_the_gate_scores_the_whale_classes_softmax_mass(
     installed: Path, reference: EfficientNetLite0
 ) -> None:
-    gate = Lite0Gate(lite0_folder(installed), threads=1)
+    gate = Lite0Gate(Lite0Net(lite0_folder(installed), threads=1))
     pixels = sighting("w3", 0)
 
     check = gate.check(Photo(pixels=pixels, sha256="0" * 64, format="PNG"))
@@ -121,10 +122,10 @@ def test_a_damaged_model_is_a_clear_error_and_install_rebuilds_it_keeping_calibr
         f.write(b"\0" * 16)
 
     with pytest.raises(ModelFileError, match="sha256 differs.*whaleid models install"):
-        Lite0Gate(folder)
+        Lite0Gate(Lite0Net(folder))
 
     install_lite0(folder)
-    assert Lite0Gate(folder).threshold == 0.03
+    assert Lite0Gate(Lite0Net(folder)).threshold == 0.03
 
 
 def test_weights_of_another_network_are_refused(tmp_path: Path) -> None:
@@ -143,7 +144,12 @@ def test_the_registry_loads_the_gate_once_built_in_the_data_folder(
     loaded = load_models(None, 1, data_dir=installed)
 
     assert isinstance(loaded.gate, Lite0Gate)
-    assert loaded.names == [f"lite0-gate-{loaded.gate.version}"]
+    version = loaded.gate.version
+    assert loaded.names == [f"lite0-gate-{version}", f"lite0-cam-{version}"]
+    assert loaded.embedder is None  # the pooled features only when the settings ask
+    assert load_models(None, 1, data_dir=installed, locate=False).locator is None
+    embedder = load_models(None, 1, data_dir=installed, lite0_embedding=True).embedder
+    assert embedder is not None and embedder.name == "lite0-embedding"
 
 
 def test_whaleid_models_install_builds_into_the_data_folder(
@@ -180,7 +186,33 @@ def test_calibrate_gate_fits_the_lite0_gate_of_a_data_folder(
 
     assert done.returncode == 0, done.stderr
     written = json.loads(out.read_text())
-    gate = Lite0Gate(lite0_folder(data))  # the files still verify
+    gate = Lite0Gate(Lite0Net(lite0_folder(data)))  # the files still verify
     assert gate.threshold == written["threshold"]
     assert written["gate"] == f"lite0-gate-{gate.version}"
     assert gate.calibration.startswith(f"calibrated on {photos / 'manifest.csv'} (6 photos")
+
+
+def test_gate_locator_and_embedding_share_one_forward_pass(installed: Path) -> None:
+    models = load_models(None, 1, data_dir=installed, lite0_embedding=True)
+    assert models.gate is not None and models.locator is not None
+    assert models.embedder is not None
+    frame = Photo(
+        pixels=np.ascontiguousarray(np.tile(fluke("w5", width=640, height=360), (3, 3, 1))),
+        sha256="1" * 64,
+        format="PNG",
+    )
+    net = models.locator._net
+    runs = []
+    original = net._net.outputs
+    net._net.outputs = lambda batch: runs.append(batch.shape) or original(batch)  # type: ignore[method-assign]
+
+    models.gate.check(frame)
+    boxes = models.locator.locate(frame)
+    vector = models.embedder.extract(frame).vector
+
+    assert runs == [(1, 3, 224, 224)]
+    assert vector.shape == (1280,) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    for box in boxes:
+        assert 0 <= box.x0 < box.x1 <= frame.width and 0 <= box.y0 < box.y1 <= frame.height
+    models.gate.check(Photo(pixels=frame.pixels.copy(), sha256="2" * 64, format="PNG"))
+    assert len(runs) == 2  # another photo is another pass

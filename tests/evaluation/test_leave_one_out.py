@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from evaluation.leave_one_out import _rank_scores, evaluate
@@ -73,3 +75,17 @@ def test_open_set_holds_out_individuals(entries: list[ManifestEntry]) -> None:
     assert default.precision == pytest.approx(report.new_individual_precision)
     recalls = [p.recall for p in report.new_individual_curve]
     assert recalls == sorted(recalls)
+
+
+def test_distractors_are_enrolled_never_queried_and_scenes_are_skipped(
+    entries: list[ManifestEntry], tmp_path: Path
+) -> None:
+    others = write_folder(tmp_path, ["other-a", "other-b"], photos=2)
+    distractors = [ManifestEntry(path=p, individual_id="", species="dolphin") for p in others]
+    scene = ManifestEntry(path=others[0], individual_id="", species="not_cetacean:street")
+
+    report = evaluate(entries, distractors=[*distractors, scene])
+
+    assert report.n_distractors == len(others)
+    assert report.n_queries == 3 * len(INDIVIDUALS)  # none of them was a query
+    assert report.top1 == 1.0

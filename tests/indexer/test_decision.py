@@ -60,7 +60,7 @@ def test_probabilities_never_rise_along_the_candidates(case, top_k, threshold) -
     )
     probabilities = [c.probability for c in decision.candidates]
     assert probabilities == sorted(probabilities, reverse=True)
-    assert all(0.0 <= p <= 1.0 for p in probabilities)
+    assert all(0.0 <= p <= 1.0 for p in probabilities), (probabilities, calibrations)
     assert len({c.individual_id for c in decision.candidates}) == len(decision.candidates)
     assert len(decision.candidates) <= top_k
     assert decision.matched == bool(probabilities and probabilities[0] >= threshold)

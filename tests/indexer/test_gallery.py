@@ -11,7 +11,7 @@ import pytest
 
 from embeddings.images import load_photo
 from embeddings.keypoints import DetectedKeypoints
-from embeddings.photo import ImageError, Photo
+from embeddings.photo import Box, ImageError, Photo
 from embeddings.protocol import LocalFeatures
 from indexer.catalogue import PhotoElsewhere
 from indexer.gallery import Gallery
@@ -344,9 +344,9 @@ def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
     with Gallery.open(built) as gallery:
         detect = gallery.extractor.detect
 
-        def spy_detect(photo: Photo) -> DetectedKeypoints:
+        def spy_detect(photo: Photo, box: Box | None = None) -> DetectedKeypoints:
             detected.append(photo)
-            return detect(photo)
+            return detect(photo, box)
 
         monkeypatch.setattr(gallery.extractor, "detect", spy_detect)
         # A stranger verifies weakly upright, so every hypothesis is searched.

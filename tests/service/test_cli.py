@@ -456,8 +456,12 @@ def test_evaluate_writes_the_report_and_a_summary(
     config.write_text("[features]\nlong_side = 400\n[engine]\ntop_k = 7\n", encoding="utf-8")
     seen: dict[str, object] = {}
 
-    def evaluate(entries, *, features, engine, open_set, seed, embedder, gate, progress):  # type: ignore[no-untyped-def]
+    def evaluate(  # type: ignore[no-untyped-def]
+        entries, *, features, engine, open_set, seed, embedder, gate, locator, distractors, progress
+    ):
         seen.update(
+            locator=locator,
+            distractors=distractors,
             entries=entries,
             features=features,
             engine=engine,
@@ -486,6 +490,9 @@ def test_evaluate_writes_the_report_and_a_summary(
         out_json,
         "--config",
         config,
+        "--distractors",
+        write_manifest(tmp_path / "photos" / "others.csv", [("B/B_0.jpg", "", "dolphin")]),
+        "--no-locator",
     )
 
     assert code == 0
@@ -503,6 +510,8 @@ def test_evaluate_writes_the_report_and_a_summary(
     )
     assert seen["open_set"] is True and seen["seed"] == 7
     assert seen["embedder"] is None and seen["gate"] is None  # no models installed
+    assert seen["locator"] is None
+    assert [e.path.name for e in seen["distractors"]] == ["B_0.jpg"]
     assert seen["features"] == KeypointConfig(long_side=400)
     assert seen["engine"] == EngineConfig(top_k=7)
     entries = seen["entries"]

@@ -185,3 +185,4 @@ def test_the_cli_applies_the_gate_too(
     line = msgspec.json.decode(capsys.readouterr().out.splitlines()[0])
     assert line["decision"] == "rejected"
     assert line["rejection_reason"] == "not_a_marine_mammal"
+    assert line["stages"][-1] == "decision"  # searched before it was rejected

@@ -490,8 +490,10 @@ async function showQuery(item) {
     return;
   }
   if (item !== current()) return;
+  // Every animal the locator found; the answer's own box (the one reviewed) first.
   const box = item.answer?.bbox;
-  compare.query.show({ src: url, boxes: box ? [box] : [] });
+  const others = (item.answer?.detections ?? []).map((d) => d.bbox).filter((b) => b.join() !== box?.join());
+  compare.query.show({ src: url, boxes: box ? [box, ...others] : others });
   compare.leftCaption.textContent = `query: ${item.name}`;
 }
 
