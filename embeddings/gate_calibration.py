@@ -19,6 +19,7 @@ __all__ = [
     "gate_metrics",
     "roc_auc",
     "score_manifest",
+    "shows_cetacean",
 ]
 
 
@@ -29,6 +30,12 @@ class ScoredManifest(msgspec.Struct, frozen=True, kw_only=True):
     """(N,) bool labels: False where the species starts with `not_cetacean`."""
     unreadable: list[str]
     """Manifest paths of photos that could not be read (left out of the arrays)."""
+
+
+def shows_cetacean(species: str | None) -> bool:
+    """False for a manifest species starting with `not_cetacean`: a photo without any
+    cetacean (../shared/data/README.md)."""
+    return not (species or "").startswith("not_cetacean")
 
 
 def score_manifest(score: Callable[[Photo], float], manifest: Path) -> ScoredManifest:
@@ -45,7 +52,7 @@ def score_manifest(score: Callable[[Photo], float], manifest: Path) -> ScoredMan
             unreadable.append(row["path"])
             continue
         scores.append(score(photo))
-        labels.append(not (row.get("species") or "").startswith("not_cetacean"))
+        labels.append(shows_cetacean(row.get("species")))
     return ScoredManifest(
         scores=np.array(scores, dtype=np.float64),
         cetacean=np.array(labels, dtype=bool),

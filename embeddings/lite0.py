@@ -167,6 +167,11 @@ class Lite0Net:
         self.path = Path(folder) / MODEL_FILE
         self.version = self.card.version
         self.input_size = int(self.card.params.get("input_size", INPUT_SIZE))
+        self.whale_classes = [
+            int(c) for c in self.card.params.get("positive_classes", POSITIVE_CLASSES)
+        ]
+        """The ImageNet classes whose mass is the gate's score and whose activation maps
+        the locator boxes."""
         self._net = OnnxNet(self.path, threads)
         self._last = threading.local()
 
@@ -205,7 +210,6 @@ class Lite0Gate:
         params = net.card.params
         self.version = net.version
         self.threshold = float(params.get("threshold", _DEFAULTS["threshold"]))
-        self.classes = [int(c) for c in params.get("positive_classes", POSITIVE_CLASSES)]
         self._net = net
         self.calibration = calibration_note(params)
         """How the threshold was chosen, for /ready."""
@@ -214,7 +218,7 @@ class Lite0Gate:
         """Softmax mass of the whale classes, in [0, 1]."""
         logits = self._net(photo).logits.astype(np.float64)
         weights = np.exp(logits - logits.max())
-        return float(weights[self.classes].sum() / weights.sum())
+        return float(weights[self._net.whale_classes].sum() / weights.sum())
 
     def check(self, photo: Photo) -> GateCheck:
         score = self.score(photo)

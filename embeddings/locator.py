@@ -42,8 +42,8 @@ class Lite0Locator:
     """Boxes of the animals in a photo, hottest first.
 
     Args:
-        net: the network (its forward pass is shared with the gate).
-        classes: the ImageNet classes whose maps mark an animal (the gate's).
+        net: the network (its forward pass is shared with the gate, and so are its
+            whale classes).
         whole_below: photos whose longer side is at most this many pixels are crops
             already (the local features' working size: a crop of them would be enlarged,
             not sharpened).
@@ -56,14 +56,13 @@ class Lite0Locator:
     def __init__(
         self,
         net: Lite0Net,
-        classes: list[int],
         *,
         whole_below: int,
         min_side: int,
     ) -> None:
         self.version = net.version
         self._net = net
-        self._weights, self._biases = net.class_weights(classes)
+        self._weights, self._biases = net.class_weights(net.whale_classes)
         self.whole_below = whole_below
         self.min_side = min_side
 

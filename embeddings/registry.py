@@ -81,5 +81,5 @@ def load_models(
     locator = None
     if net is not None and locate:
         working = (features or KeypointConfig()).long_side
-        locator = Lite0Locator(net, Lite0Gate(net).classes, whole_below=working, min_side=working)
+        locator = Lite0Locator(net, whole_below=working, min_side=working)
     return LoadedModels(embedder=embedder, gate=gate, locator=locator)

@@ -27,6 +27,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
+from embeddings.gate_calibration import shows_cetacean
 from embeddings.images import load_photo_file
 from embeddings.keypoints import KeypointConfig
 from embeddings.photo import ImageError
@@ -116,10 +117,6 @@ class EvaluationReport(msgspec.Struct, frozen=True, kw_only=True):
     """Queries the pipeline rejected, by reason (they count as misses)."""
 
 
-_NOT_CETACEAN = "not_cetacean"
-"""Species prefix of the photos without any animal in ../shared/data."""
-
-
 class _Query(msgspec.Struct, frozen=True):
     entry: ManifestEntry
     image_id: int | None
@@ -163,7 +160,7 @@ def evaluate(
         rng = np.random.default_rng(seed)
         count = max(1, round(holdout_fraction * len(individuals)))
         held_out = set(rng.choice(individuals, count, replace=False).tolist())
-    animals = [e for e in distractors if not (e.species or "").startswith(_NOT_CETACEAN)]
+    animals = [e for e in distractors if shows_cetacean(e.species)]
     total = 2 * len(labelled) + len(animals)
     done = 0
     unreadable: list[str] = []

@@ -1,12 +1,12 @@
 """The one identification pipeline: decode -> gate -> locate -> deep search -> local
-search -> decision. The HTTP endpoints, `whaleid identify`, `whaleid evaluate` and the benchmarks
-all call `Pipeline.identify` (or `identify_photo` for a photo already decoded).
+search -> decision. The HTTP endpoints, `whaleid identify`, `whaleid evaluate` and the
+benchmarks all call `Pipeline.identify` (or `identify_photo` for a photo already decoded).
 
 Each stage is a callable on one `Query`, in the manner of wildlife-tools'
 `SimilarityPipeline`: it reads what earlier stages left, adds its own result, and may
 reject the photo, which ends the chain. The gate only casts doubt: a photo it doubts is
-searched still, and rejected unless it matches a known individual. A stage whose model is not installed is not in
-the chain, and every answer lists the stages that ran. The deep search runs before the
+searched still, and rejected unless it matches a known individual. A stage whose model
+is not installed is not in the chain, and every answer lists the stages that ran. The deep search runs before the
 local search because its shortlist is verified by local features.
 
 The locator may find several animals in a whole frame: the local search and the decision
@@ -35,6 +35,7 @@ from indexer.results import (
     GATE_NOT_APPLIED,
     LOW_CONFIDENCE,
     MAX_TOP_K,
+    NO_LOCATOR,
     WEIGHT_FREE,
     Candidate,
     Detection,
@@ -155,9 +156,8 @@ class LocalSearchStage:
     def __call__(self, query: Query) -> None:
         shortlisted = list((query.deep_hits or {}).values())[: self.local.params.shortlist]
         verify_also = [hit.image_id for hit in shortlisted if hit.image_id is not None]
-        whole = Box.whole(query.photo)
-        for box in query.boxes or [whole]:
-            detection = self.extractor.detect(query.photo, None if box == whole else box)
+        for box in query.boxes or [Box.whole(query.photo)]:
+            detection = self.extractor.detect(query.photo, box)
             features = detection.describe()
             if not self.local.enough(features):
                 # With a deep model the embedding is still evidence; without, there is none.
@@ -229,7 +229,7 @@ class Pipeline:
             if isinstance(stage, LocateStage):
                 locator = stage.locator
                 return f"{locator.name}-{locator.version}, up to {stage.max_boxes} animals a photo"
-        return "none: every photo is searched whole"
+        return NO_LOCATOR
 
     def identify(
         self,

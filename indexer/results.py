@@ -82,6 +82,8 @@ class GateResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 GATE_NOT_APPLIED = GateResult(applied=False, detail="no gate model loaded")
+NO_LOCATOR = "none: every photo is searched whole"
+"""What /ready says of the locator while none is loaded."""
 
 
 class Identification(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,6 +11,7 @@ from litestar.datastructures import UploadFile
 from indexer.results import (
     FUSED,
     GATE_NOT_APPLIED,
+    NO_LOCATOR,
     WEIGHT_FREE,
     ExtractorInfo,
     GalleryStats,
@@ -83,7 +84,7 @@ class ReadyResponse(msgspec.Struct, frozen=True, kw_only=True):
     identification: str = WEIGHT_FREE
     gate: str = "not applied: no gate model loaded"
     """The gate model and threshold when loaded."""
-    locator: str = "none: every photo is searched whole"
+    locator: str = NO_LOCATOR
     """The animal locator, when one is loaded."""
 
 

@@ -3,6 +3,8 @@ draws can be checked against where the heat was put."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -17,6 +19,7 @@ class HeatNet:
     """Stands in for `Lite0Net`: channel 0 of its feature map is the whale evidence."""
 
     version = "test"
+    whale_classes: ClassVar[list[int]] = [147, 148]
 
     def __init__(self, heat: np.ndarray | None) -> None:
         self.heat = heat
@@ -39,7 +42,7 @@ def photo(width: int, height: int) -> Photo:
 
 
 def locator(heat: np.ndarray | None, min_side: int = 100) -> Lite0Locator:
-    return Lite0Locator(HeatNet(heat), [147, 148], whole_below=600, min_side=min_side)  # type: ignore[arg-type]
+    return Lite0Locator(HeatNet(heat), whole_below=600, min_side=min_side)  # type: ignore[arg-type]
 
 
 def heat_at(*cells: tuple[int, int, float]) -> np.ndarray:
