@@ -95,21 +95,23 @@ class Server:
         command += ["--data", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
         with log.open("ab") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        self._wait_until_healthy()
+        self._wait_until_ready()
 
-    def _wait_until_healthy(self) -> None:
+    def _wait_until_ready(self) -> None:
+        """Until /ready is 200: /health answers as soon as the process listens, but the
+        catalogue and the models open in the background (503 meanwhile)."""
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 pytest.fail(f"the server exited with {self.process.returncode}:\n{self.tail()}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
         self.stop()
-        pytest.fail(f"the server did not answer /health in {STARTUP_TIMEOUT} s:\n{self.tail()}")
+        pytest.fail(f"the server was not ready in {STARTUP_TIMEOUT} s:\n{self.tail()}")
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Stop the process with `sig` and wait for it to end."""
