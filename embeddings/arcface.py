@@ -29,6 +29,7 @@ class ArcFaceEmbedder:
 
     name = ARCFACE_MODEL
     kind: FeatureKind = "global"
+    crop_side = 0
 
     def __init__(self, folder: Path, threads: int = 0) -> None:
         card = read_card(folder, ARCFACE_MODEL)

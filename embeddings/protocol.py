@@ -54,6 +54,9 @@ class GlobalExtractor(Protocol):
     name: str
     version: str
     dim: int
+    crop_side: int
+    """Photos whose longer side is at most this many pixels are crops prepared on the
+    animal and are not searched by this embedder; 0: every photo is."""
 
     def extract(self, photo: Photo) -> GlobalEmbedding: ...
 

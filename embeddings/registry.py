@@ -48,13 +48,13 @@ def load_models(
     *,
     data_dir: Path | str | None = None,
     locate: bool = True,
-    lite0_embedding: bool = False,
+    lite0_embedding: bool = True,
     features: KeypointConfig | None = None,
 ) -> LoadedModels:
     """Load the models installed under `models_dir` (which may not exist; None or ""
     loads none) and those of the Lite0 network built in `data_dir`: its gate unless a
     CLIP gate is installed, its locator (`locate`), and its embedding when no ArcFace
-    model is installed and `lite0_embedding` asks for it.
+    model is installed and `lite0_embedding` asks for it (for photos larger than the working size: whole frames).
 
     Args:
         features: the local features' settings; photos no larger than their working
@@ -73,13 +73,15 @@ def load_models(
         gate = ClipGate(clip, threads)
     elif net is not None:
         gate = Lite0Gate(net)
+    # Photos no larger than the local features' working size are crops already: the
+    # locator leaves them whole and the Lite0 embedding leaves them to their markings.
+    working = (features or KeypointConfig()).long_side
     embedder: ArcFaceEmbedder | Lite0Embedder | None = None
     if arcface is not None and arcface.is_dir():
         embedder = ArcFaceEmbedder(arcface, threads)
     elif net is not None and lite0_embedding:
-        embedder = Lite0Embedder(net)
+        embedder = Lite0Embedder(net, crop_side=working)
     locator = None
     if net is not None and locate:
-        working = (features or KeypointConfig()).long_side
         locator = Lite0Locator(net, whole_below=working, min_side=working)
     return LoadedModels(embedder=embedder, gate=gate, locator=locator)

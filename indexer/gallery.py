@@ -252,6 +252,15 @@ class Gallery:
             index, state = loaded
             self.follower.resume(index, state.epoch, state.max_feature_id, set(state.image_ids))
         self.save()
+        if self.deep is not None and self.deep.photos < len(self.local.labels()):
+            # Photos enrolled before this model was installed: searched by their local
+            # features only, until given its embedding.
+            _log.warning(
+                "%d of %d photos have no %s embedding: run `whaleid index rebuild` to add it",
+                len(self.local.labels()) - self.deep.photos,
+                len(self.local.labels()),
+                self.deep.model,
+            )
         if not self.calibrator.stored:
             # A new catalogue, one fitted before calibrations were kept in the database,
             # or one that just got a deep model: fit them now rather than answer

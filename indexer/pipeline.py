@@ -87,6 +87,8 @@ class Query:
     """Each searched box with its ranked gallery photos."""
     doubted: bool = False
     """The gate found no cetacean: rejected unless a known individual matches."""
+    skipped: set[str] = field(default_factory=set)
+    """Stages that had nothing to do for this photo (not listed among those that ran)."""
     rejection: tuple[RejectionReason, str] | None = None
 
 
@@ -141,6 +143,9 @@ class DeepSearchStage:
         self.follower = follower
 
     def __call__(self, query: Query) -> None:
+        if max(query.photo.width, query.photo.height) <= self.embedder.crop_side:
+            query.skipped.add(self.name)  # a crop: its markings decide
+            return
         vector = self.embedder.extract(query.photo).vector
         with self.follower.lock:
             query.deep_hits = self.deep.search(vector, exclude=query.exclude)
@@ -212,9 +217,14 @@ class Pipeline:
         self.threshold = threshold
         self.top_k = top_k
         self.max_pixels = max_pixels
-        self.identification = (
-            FUSED if any(isinstance(s, DeepSearchStage) for s in self.stages) else WEIGHT_FREE
-        )
+        deep = [s.embedder for s in self.stages if isinstance(s, DeepSearchStage)]
+        self.identification = WEIGHT_FREE if not deep else FUSED
+        """How photos are identified (each answer says how it was)."""
+        if deep and deep[0].crop_side:
+            self.identification = (
+                f"{FUSED} for photos larger than {deep[0].crop_side} px;"
+                f" {WEIGHT_FREE} for crops no larger"
+            )
 
     @property
     def gate_description(self) -> str:
@@ -274,8 +284,9 @@ class Pipeline:
         for stage in self.stages:
             started = time.perf_counter()
             stage(query)
-            timings[stage.name] = 1000 * (time.perf_counter() - started)
-            ran.append(stage.name)
+            if stage.name not in query.skipped:
+                timings[stage.name] = 1000 * (time.perf_counter() - started)
+                ran.append(stage.name)
             if query.rejection is not None:
                 return self._rejection(query, name, timings, ran)
         started = time.perf_counter()
@@ -303,7 +314,7 @@ class Pipeline:
             extractor=self.extractor,
             index_version=self.index_version,
             calibrated=calibrated,
-            identification=self.identification,
+            identification=FUSED if query.deep_hits is not None else WEIGHT_FREE,
             bbox=best.bbox,
             gate=gate,
             models=self.models,
@@ -324,7 +335,7 @@ class Pipeline:
             detail=detail,
             timings_ms={**timings, "total": sum(timings.values())},
             extractor=self.extractor,
-            identification=self.identification,
+            identification=FUSED if query.deep_hits is not None else WEIGHT_FREE,
             bbox=[0, 0, photo.width, photo.height],
             gate=query.gate,
             stages=ran,

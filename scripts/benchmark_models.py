@@ -158,7 +158,7 @@ def _lite0(runs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         install_lite0(lite0_folder(data))
-        models = load_models(None, data_dir=data, lite0_embedding=True)
+        models = load_models(None, data_dir=data)
         assert models.gate and models.locator and models.embedder
         gate, locator, embedder = models.gate, models.locator, models.embedder
         with Gallery.open(data / "gallery") as gallery:

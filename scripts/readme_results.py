@@ -48,7 +48,8 @@ def rows() -> list[str]:
                 out.append(f"| top-1, {label} | not measured yet | top-1 {bar} | - |")
                 continue
             out.append(
-                f"| top-1, {label} (Lite0 gate + locator, {r.get('n_distractors', 0)}"
+                f"| top-1, {label} (Lite0 gate, locator and embedding of frames,"
+                f" {r.get('n_distractors', 0)}"
                 f" distractors) | {r['top1']:.3f} | top-1 {bar} |"
                 " [accuracy](reports/accuracy.md) |"
             )

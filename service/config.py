@@ -120,9 +120,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     locator: bool = True
     """Find the animals in whole frames with the Lite0 network (`whaleid models
     install`) and identify each on its own box; false searches every photo whole."""
-    lite0_embedding: bool = False
+    lite0_embedding: bool = True
     """Without an ArcFace model, search and fuse Lite0's pooled features as the deep
-    embedding (reports/accuracy.md measures both ways)."""
+    embedding of whole frames (photos no larger than `features.long_side` are crops,
+    matched on their markings alone); reports/accuracy.md measures both ways. Photos enrolled
+    before it was on get it with `whaleid index rebuild`."""
     features: FeatureSettings = FeatureSettings()
     """Local-feature extractor settings (TOML table `[features]`)."""
     engine: EngineConfig = EngineConfig()

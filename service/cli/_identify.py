@@ -55,7 +55,7 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     settings = msgspec.structs.replace(
         settings,
         locator=settings.locator and not args.no_locator,
-        lite0_embedding=settings.lite0_embedding or args.lite0_embedding,
+        lite0_embedding=settings.lite0_embedding and not args.no_lite0_embedding,
     )
     models = load_configured_models(settings, args.models)
     with progress_bar("evaluate", "query") as progress:

@@ -133,9 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="search every photo whole, even where the Lite0 locator is installed",
     )
     evaluate.add_argument(
-        "--lite0-embedding",
+        "--no-lite0-embedding",
         action="store_true",
-        help="fuse Lite0's pooled features as the deep embedding (no ArcFace model)",
+        help="do not fuse Lite0's pooled features as the deep embedding of whole frames",
     )
     evaluate.add_argument(
         "--json", type=Path, required=True, metavar="OUT", help="write the full report here"

@@ -145,11 +145,14 @@ def test_the_registry_loads_the_gate_once_built_in_the_data_folder(
 
     assert isinstance(loaded.gate, Lite0Gate)
     version = loaded.gate.version
-    assert loaded.names == [f"lite0-gate-{version}", f"lite0-cam-{version}"]
-    assert loaded.embedder is None  # the pooled features only when the settings ask
+    assert loaded.names == [
+        f"lite0-embedding-{version}",
+        f"lite0-gate-{version}",
+        f"lite0-cam-{version}",
+    ]
+    assert loaded.embedder is not None and loaded.embedder.crop_side == 600
     assert load_models(None, 1, data_dir=installed, locate=False).locator is None
-    embedder = load_models(None, 1, data_dir=installed, lite0_embedding=True).embedder
-    assert embedder is not None and embedder.name == "lite0-embedding"
+    assert load_models(None, 1, data_dir=installed, lite0_embedding=False).embedder is None
 
 
 def test_whaleid_models_install_builds_into_the_data_folder(
@@ -193,7 +196,7 @@ def test_calibrate_gate_fits_the_lite0_gate_of_a_data_folder(
 
 
 def test_gate_locator_and_embedding_share_one_forward_pass(installed: Path) -> None:
-    models = load_models(None, 1, data_dir=installed, lite0_embedding=True)
+    models = load_models(None, 1, data_dir=installed)
     assert models.gate is not None and models.locator is not None
     assert models.embedder is not None
     frame = Photo(

@@ -14,7 +14,9 @@ import pytest
 from embeddings.gate import GateCheck
 from embeddings.images import load_photo
 from embeddings.photo import Box, Photo, union
+from embeddings.protocol import GlobalEmbedding
 from indexer.gallery import Gallery
+from indexer.results import FUSED, WEIGHT_FREE
 from indexer.store import Store
 from tests.synthetic import encode, sighting
 
@@ -138,3 +140,44 @@ def test_a_match_to_a_known_individual_overrules_a_doubting_gate(tmp_path: Path)
     assert stranger.decision == "rejected"
     assert stranger.rejection_reason == "not_a_marine_mammal"
     assert stranger.stages[-1] == "decision"  # searched, then rejected
+
+
+class FramesOnlyEmbedder:
+    """A scene embedding (as Lite0's is) that leaves crops of up to 600 px alone: one
+    direction per photo width, and a count of the photos it was asked for."""
+
+    name = "scene"
+    version = "1"
+    dim = 4
+    crop_side = 600
+
+    def __init__(self) -> None:
+        self.widths: list[int] = []
+
+    def extract(self, photo: Photo) -> GlobalEmbedding:
+        self.widths.append(photo.width)
+        vector = np.zeros(self.dim, np.float32)
+        vector[photo.width % self.dim] = 1.0
+        return GlobalEmbedding(vector=vector)
+
+
+def test_a_frames_only_embedding_is_searched_for_frames_not_for_crops(tmp_path: Path) -> None:
+    embedder = FramesOnlyEmbedder()
+    with Gallery.open(
+        tmp_path / "data", locator=FixedLocator([LEFT, RIGHT]), embedder=embedder
+    ) as opened:
+        for individual in ("anna", "bert"):
+            for seed in (0, 1, 2):
+                opened.catalogue.enrol(load_photo(encode(sighting(individual, seed))), individual)
+        embedder.widths.clear()
+        crop = opened.pipeline.identify_photo(load_photo(encode(sighting("anna", 7))))
+        assert embedder.widths == []
+        whole_frame = opened.pipeline.identify_photo(frame("anna", "bert"))
+        assert embedder.widths == [1500]
+        assert "for crops no larger" in opened.pipeline.identification
+
+    assert "deep search" not in crop.stages and "deep search" not in crop.timings_ms
+    assert crop.identification == WEIGHT_FREE
+    assert crop.candidates[0].similarity is None
+    assert whole_frame.stages == ["decode", "locate", "deep search", "local search", "decision"]
+    assert whole_frame.identification == FUSED

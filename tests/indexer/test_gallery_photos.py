@@ -163,3 +163,29 @@ def test_reextract_makes_every_stored_photo_searchable_under_new_settings(
         assert answer.candidates[0].individual_id == individual
     assert again.extracted == 0 and again.current == 6
     assert [u.reason for u in again.unextracted] == ["no_file"]
+
+
+def test_photos_enrolled_before_an_embedder_are_named_and_reextract_embeds_them(
+    tmp_path: Path, photos, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.indexer.test_detections import FramesOnlyEmbedder
+
+    with Gallery.open(tmp_path) as gallery:
+        for individual in INDIVIDUALS:
+            gallery.catalogue.enrol(photos[individual, 0], individual)
+
+    with (
+        caplog.at_level("WARNING"),
+        Gallery.open(tmp_path, embedder=FramesOnlyEmbedder()) as gallery,
+    ):
+        assert gallery.stats().embeddings == 0
+        gallery.catalogue.reextract()
+        embedded = gallery.stats().embeddings
+
+    assert f"{len(INDIVIDUALS)} of {len(INDIVIDUALS)} photos have no scene embedding" in caplog.text
+    assert "whaleid index rebuild" in caplog.text
+    assert embedded == len(INDIVIDUALS)
+    caplog.clear()
+    with caplog.at_level("WARNING"), Gallery.open(tmp_path, embedder=FramesOnlyEmbedder()):
+        pass
+    assert "have no scene embedding" not in caplog.text
