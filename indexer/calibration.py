@@ -43,10 +43,16 @@ class Calibration(msgspec.Struct, frozen=True, kw_only=True):
     negatives: int = 0
 
     def probability(self, score: float) -> float:
-        # Clipped: np.interp's slope overflows between knots a subnormal distance apart
-        # and would answer inf; the curve never leaves its end levels.
-        value = np.interp(score, self.scores, self.probabilities)
-        return float(np.clip(value, self.probabilities[0], self.probabilities[-1]))
+        # Not np.interp: its slope overflows between knots a subnormal distance apart
+        # (inf, or a level above the next knot's); a share of the span does not.
+        knots, levels = self.scores, self.probabilities
+        i = int(np.searchsorted(knots, score, side="right")) - 1
+        if i < 0:
+            return levels[0]
+        if i >= len(knots) - 1:
+            return levels[-1]
+        share = min(1.0, max(0.0, (score - knots[i]) / (knots[i + 1] - knots[i])))
+        return levels[i] + share * (levels[i + 1] - levels[i])
 
     @classmethod
     def unfitted(cls, half_score: float) -> Calibration:

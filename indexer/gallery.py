@@ -256,7 +256,7 @@ class Gallery:
             # Photos enrolled before this model was installed: searched by their local
             # features only, until given its embedding.
             _log.warning(
-                "%d of %d photos have no %s embedding: run `whaleid index rebuild` to add it",
+                "%d of %d photos have no embedding from %s: run `whaleid index rebuild` to add it",
                 len(self.local.labels()) - self.deep.photos,
                 len(self.local.labels()),
                 self.deep.model,

@@ -100,3 +100,13 @@ def test_weights_count_as_repeated_samples() -> None:
     weighted = fit_isotonic(positives, negatives, 10.0, (np.full(50, 2.0), np.full(50, 2.0)))
     assert weighted.scores == doubled.scores
     assert weighted.probabilities == pytest.approx(doubled.probabilities)
+
+
+def test_the_curve_is_monotone_between_knots_a_subnormal_distance_apart() -> None:
+    curve = Calibration(scores=[0.0, 1e-323, 2.0], probabilities=[0.1, 0.2, 0.9], fitted=True)
+
+    values = [curve.probability(s) for s in (-1.0, 0.0, 5e-324, 1e-323, 1.0, 2.0, 3.0)]
+
+    assert values == sorted(values)
+    assert values[0] == 0.1 and values[2] == pytest.approx(0.15) and values[-1] == 0.9
+    assert curve.probability(1.0) == pytest.approx(0.55)

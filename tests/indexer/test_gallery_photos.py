@@ -182,10 +182,13 @@ def test_photos_enrolled_before_an_embedder_are_named_and_reextract_embeds_them(
         gallery.catalogue.reextract()
         embedded = gallery.stats().embeddings
 
-    assert f"{len(INDIVIDUALS)} of {len(INDIVIDUALS)} photos have no scene embedding" in caplog.text
+    assert (
+        f"{len(INDIVIDUALS)} of {len(INDIVIDUALS)} photos have no embedding from scene"
+        in caplog.text
+    )
     assert "whaleid index rebuild" in caplog.text
     assert embedded == len(INDIVIDUALS)
     caplog.clear()
     with caplog.at_level("WARNING"), Gallery.open(tmp_path, embedder=FramesOnlyEmbedder()):
         pass
-    assert "have no scene embedding" not in caplog.text
+    assert "have no embedding from scene" not in caplog.text
