@@ -77,7 +77,7 @@ class Lite0Locator:
     def locate(self, photo: Photo) -> list[Box]:
         """The animals' boxes, hottest first; [whole photo] for a crop."""
         whole = Box.whole(photo)
-        if max(photo.width, photo.height) <= self.whole_below:
+        if photo.long_side <= self.whole_below:
             return [whole]
         heat = self.heat(photo)
         span = float(heat.max() - heat.min())

@@ -51,6 +51,11 @@ class Photo(msgspec.Struct, frozen=True, kw_only=True):
     def height(self) -> int:
         return int(self.pixels.shape[0])
 
+    @property
+    def long_side(self) -> int:
+        """The longer of width and height, in pixels."""
+        return int(max(self.pixels.shape[:2]))
+
 
 class Box(msgspec.Struct, frozen=True, array_like=True):
     """A rectangle in a photo's pixels, [x0, x1) x [y0, y1)."""

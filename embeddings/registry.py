@@ -54,7 +54,8 @@ def load_models(
     """Load the models installed under `models_dir` (which may not exist; None or ""
     loads none) and those of the Lite0 network built in `data_dir`: its gate unless a
     CLIP gate is installed, its locator (`locate`), and its embedding when no ArcFace
-    model is installed and `lite0_embedding` asks for it (for photos larger than the working size: whole frames).
+    model is installed and `lite0_embedding` asks for it (for photos larger than the
+    working size: whole frames).
 
     Args:
         features: the local features' settings; photos no larger than their working

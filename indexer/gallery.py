@@ -252,13 +252,14 @@ class Gallery:
             index, state = loaded
             self.follower.resume(index, state.epoch, state.max_feature_id, set(state.image_ids))
         self.save()
-        if self.deep is not None and self.deep.photos < len(self.local.labels()):
+        searchable = len(self.local.labels())
+        if self.deep is not None and self.deep.photos < searchable:
             # Photos enrolled before this model was installed: searched by their local
             # features only, until given its embedding.
             _log.warning(
                 "%d of %d photos have no embedding from %s: run `whaleid index rebuild` to add it",
-                len(self.local.labels()) - self.deep.photos,
-                len(self.local.labels()),
+                searchable - self.deep.photos,
+                searchable,
                 self.deep.model,
             )
         if not self.calibrator.stored:

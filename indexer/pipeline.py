@@ -6,8 +6,9 @@ Each stage is a callable on one `Query`, in the manner of wildlife-tools'
 `SimilarityPipeline`: it reads what earlier stages left, adds its own result, and may
 reject the photo, which ends the chain. The gate only casts doubt: a photo it doubts is
 searched still, and rejected unless it matches a known individual. A stage whose model
-is not installed is not in the chain, and every answer lists the stages that ran. The deep search runs before the
-local search because its shortlist is verified by local features.
+is not installed is not in the chain, and every answer lists the stages that ran. The
+deep search runs before the local search because its shortlist is verified by local
+features.
 
 The locator may find several animals in a whole frame: the local search and the decision
 then run once per animal's box, and the answer holds one detection each.
@@ -91,6 +92,11 @@ class Query:
     """Stages that had nothing to do for this photo (not listed among those that ran)."""
     rejection: tuple[RejectionReason, str] | None = None
 
+    @property
+    def identification(self) -> str:
+        """How this photo was identified: fused when the deep search ran for it."""
+        return FUSED if self.deep_hits is not None else WEIGHT_FREE
+
 
 class Stage(Protocol):
     name: str
@@ -143,7 +149,7 @@ class DeepSearchStage:
         self.follower = follower
 
     def __call__(self, query: Query) -> None:
-        if max(query.photo.width, query.photo.height) <= self.embedder.crop_side:
+        if query.photo.long_side <= self.embedder.crop_side:
             query.skipped.add(self.name)  # a crop: its markings decide
             return
         vector = self.embedder.extract(query.photo).vector
@@ -217,14 +223,10 @@ class Pipeline:
         self.threshold = threshold
         self.top_k = top_k
         self.max_pixels = max_pixels
-        deep = [s.embedder for s in self.stages if isinstance(s, DeepSearchStage)]
-        self.identification = WEIGHT_FREE if not deep else FUSED
+        self.identification = _identification(
+            [s.embedder for s in self.stages if isinstance(s, DeepSearchStage)]
+        )
         """How photos are identified (each answer says how it was)."""
-        if deep and deep[0].crop_side:
-            self.identification = (
-                f"{FUSED} for photos larger than {deep[0].crop_side} px;"
-                f" {WEIGHT_FREE} for crops no larger"
-            )
 
     @property
     def gate_description(self) -> str:
@@ -314,7 +316,7 @@ class Pipeline:
             extractor=self.extractor,
             index_version=self.index_version,
             calibrated=calibrated,
-            identification=FUSED if query.deep_hits is not None else WEIGHT_FREE,
+            identification=query.identification,
             bbox=best.bbox,
             gate=gate,
             models=self.models,
@@ -335,7 +337,7 @@ class Pipeline:
             detail=detail,
             timings_ms={**timings, "total": sum(timings.values())},
             extractor=self.extractor,
-            identification=FUSED if query.deep_hits is not None else WEIGHT_FREE,
+            identification=query.identification,
             bbox=[0, 0, photo.width, photo.height],
             gate=query.gate,
             stages=ran,
@@ -413,3 +415,15 @@ class Pipeline:
             inliers=local.inliers if local else 0,
             pairs=local.pairs if local else [],
         )
+
+
+def _identification(embedders: list[GlobalExtractor]) -> str:
+    """How the pipeline identifies photos, given its deep embedder (if any)."""
+    if not embedders:
+        return WEIGHT_FREE
+    if embedders[0].crop_side:
+        return (
+            f"{FUSED} for photos larger than {embedders[0].crop_side} px;"
+            f" {WEIGHT_FREE} for crops no larger"
+        )
+    return FUSED

@@ -123,8 +123,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     lite0_embedding: bool = True
     """Without an ArcFace model, search and fuse Lite0's pooled features as the deep
     embedding of whole frames (photos no larger than `features.long_side` are crops,
-    matched on their markings alone); reports/accuracy.md measures both ways. Photos enrolled
-    before it was on get it with `whaleid index rebuild`."""
+    matched on their markings alone); reports/accuracy.md measures both ways. Photos
+    enrolled before it was on get it with `whaleid index rebuild`."""
     features: FeatureSettings = FeatureSettings()
     """Local-feature extractor settings (TOML table `[features]`)."""
     engine: EngineConfig = EngineConfig()
