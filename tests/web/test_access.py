@@ -52,10 +52,10 @@ def test_the_key_is_asked_for_once_and_sent_with_what_needs_it(
         answer_key(page, KEY)
     card = page.locator(".card[data-id='HW-1']")
     expect(card).to_be_visible()
-    # Thumbnails show either way: fetched with the key when reads need it.
-    card_image = card.locator("img")
-    expect(card_image).to_have_js_property("complete", True)
-    assert card_image.evaluate("img => img.naturalWidth") > 0
+    # Thumbnails show either way: fetched with the key when reads need it. An <img>
+    # whose src is not set yet also counts as complete, so wait for a decoded picture.
+    card_image = card.locator("img").element_handle()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=card_image)
     if not reads_protected:
         assert page.evaluate("sessionStorage.length") == 0  # browsing needed no key
 
