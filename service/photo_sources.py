@@ -23,6 +23,7 @@ __all__ = [
     "read_entries",
     "read_folder",
     "read_manifest",
+    "read_photos",
 ]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "individual_id", "species")
@@ -91,7 +92,33 @@ def read_entries(source: Path) -> list[ManifestEntry]:
     )
 
 
-def read_manifest(csv_path: Path) -> list[ManifestEntry]:
+def read_photos(source: Path) -> list[Path]:
+    """The photos to identify from a manifest CSV (only its `path` column is needed) or a
+    folder (every image file below it, any depth, hidden names skipped, sorted).
+
+    Raises:
+        ManifestError: `source` is neither, cannot be read, or holds no photo.
+    """
+    source = Path(source)
+    if source.is_dir():
+        try:
+            photos = _images_below(source.absolute())
+        except OSError as exc:
+            raise ManifestError(source, f"cannot list the folder: {exc.strerror or exc}") from exc
+    elif source.suffix.lower() == ".csv":
+        photos = [entry.path for entry in read_manifest(source, required=("path",))]
+    elif not source.exists():
+        raise ManifestError(source, "no such file or directory")
+    else:
+        raise ManifestError(source, "expected a manifest .csv file or a folder of photos")
+    if not photos:
+        raise ManifestError(source, "no photos in it")
+    return photos
+
+
+def read_manifest(
+    csv_path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS
+) -> list[ManifestEntry]:
     """Read a manifest CSV.
 
     Leading and trailing spaces are removed from `individual_id` and `species`, since
@@ -100,6 +127,8 @@ def read_manifest(csv_path: Path) -> list[ManifestEntry]:
 
     Args:
         csv_path: the manifest; its folder is the base of relative paths.
+        required: the columns it must have; `individual_id` and `species` read as empty
+            when not required and absent.
 
     Returns:
         One entry per data row, in file order, with absolute paths.
@@ -131,10 +160,10 @@ def read_manifest(csv_path: Path) -> list[ManifestEntry]:
         if header is None:
             raise ManifestError(
                 csv_path,
-                "empty file; expected a header with the columns " + ", ".join(REQUIRED_COLUMNS),
+                "empty file; expected a header with the columns " + ", ".join(required),
                 line=1,
             )
-        columns = _column_positions(csv_path, header, reader.line_num)
+        columns = _column_positions(csv_path, header, reader.line_num, required)
         return [
             entry
             for row in reader
@@ -200,18 +229,20 @@ def _raise(exc: OSError) -> None:
     raise exc
 
 
-def _column_positions(csv_path: Path, header: list[str], line: int) -> dict[str, int]:
-    """Index of each required column in the header (first occurrence wins)."""
+def _column_positions(
+    csv_path: Path, header: list[str], line: int, required: tuple[str, ...]
+) -> dict[str, int]:
+    """Index of each known column in the header (first occurrence wins)."""
     names = [name.strip().lower() for name in header]
-    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    missing = [c for c in required if c not in names]
     if missing:
         raise ManifestError(
             csv_path,
             f"missing column(s) {', '.join(missing)}; the header has {', '.join(header)}"
-            f" but needs at least {', '.join(REQUIRED_COLUMNS)}",
+            f" but needs at least {', '.join(required)}",
             line=line,
         )
-    return {c: names.index(c) for c in REQUIRED_COLUMNS}
+    return {c: names.index(c) for c in REQUIRED_COLUMNS if c in names}
 
 
 def _entry(
@@ -231,11 +262,11 @@ def _entry(
     if "\x00" in raw_path:
         # No file system allows it, and opening such a path raises ValueError, not OSError.
         raise ManifestError(csv_path, "path contains a NUL character", line=line)
-    species = row[columns["species"]].strip()
+    species = row[columns["species"]].strip() if "species" in columns else ""
     return ManifestEntry(
         # normpath folds "a/../b" so the same photo always gets the same path; absolute
         # paths in the manifest are kept as they are by the join.
         path=Path(os.path.normpath(base / raw_path)),
-        individual_id=row[columns["individual_id"]].strip(),
+        individual_id=row[columns["individual_id"]].strip() if "individual_id" in columns else "",
         species=species or None,
     )

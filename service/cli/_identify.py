@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import msgspec
+from tqdm import tqdm
 
 from service.cli._data import opened_gallery
-from service.cli._exits import EXIT_FAILED, EXIT_OK, CommandError
+from service.cli._exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, fail
 from service.cli._output import print_identification, progress_bar
 from service.config import Settings
-from service.photo_sources import read_entries
+from service.photo_sources import read_entries, read_photos
 
 __all__ = ["evaluate", "identify"]
 
@@ -23,17 +25,23 @@ _UNREADABLE = {"corrupted_image", "unsupported_format", "too_large"}
 
 def identify(args: argparse.Namespace, settings: Settings) -> int:
     """Identify each photo through the same pipeline as the service; `--json` prints
-    exactly the HTTP answer. A rejected photo is an answer, not a failure; a file that
-    cannot be read, or is no usable photo, makes the exit code 1 (said on stderr), and
-    the others still run."""
+    exactly the HTTP answer, `--out` appends it to a file (see `_identify_into`). A
+    rejected photo is an answer, not a failure; a file that cannot be read, or is no
+    usable photo, makes the exit code 1 (said on stderr), and the others still run."""
+    if not args.images and args.source is None:
+        args.parser.print_usage(sys.stderr)
+        return fail("identify: name photos, or give --from MANIFEST_OR_FOLDER", EXIT_USAGE)
+    photos: list[Path] = list(args.images)
+    if args.source is not None:
+        photos += read_photos(args.source)
+    if args.out is not None:
+        return _identify_into(args.out, photos, args.top_k, settings)
     failed = False
     with opened_gallery(settings) as gallery:
-        for path in args.images:
-            try:
-                content = path.read_bytes()
-            except OSError as exc:
+        for path in photos:
+            content = _read(path)
+            if content is None:
                 failed = True
-                print(f"whaleid: {path}: {exc.strerror or exc}", file=sys.stderr)
                 continue
             answer = gallery.pipeline.identify(content, name=str(path), top_k=args.top_k)
             failed |= answer.rejection_reason in _UNREADABLE
@@ -42,6 +50,72 @@ def identify(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 print_identification(path, answer, sys.stdout)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _identify_into(out: Path, photos: list[Path], top_k: int | None, settings: Settings) -> int:
+    """Append one JSON answer per line to `out` (JSON Lines; `image` names the photo as
+    given). A run that stops, however it stops, is resumed by running it again: photos
+    already answered in `out` are skipped, and a line torn by a crash is dropped."""
+    answered = _answered(out)
+    todo = [path for path in photos if str(path) not in answered]
+    failed = False
+    with (
+        opened_gallery(settings) as gallery,
+        out.open("a", encoding="utf-8") as lines,
+        tqdm(
+            total=len(photos),
+            initial=len(photos) - len(todo),
+            desc="identify",
+            unit="photo",
+            file=sys.stderr,
+        ) as bar,
+    ):
+        for path in todo:
+            content = _read(path)
+            if content is not None:
+                answer = gallery.pipeline.identify(content, name=str(path), top_k=top_k)
+                failed |= answer.rejection_reason in _UNREADABLE
+                # One write and a flush per answer: a crash loses at most the photo in hand.
+                lines.write(msgspec.json.encode(answer).decode() + "\n")
+                lines.flush()
+            failed |= content is None
+            bar.update()
+    print(f"{len(todo)} identified, {len(photos) - len(todo)} already in {out}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _answered(out: Path) -> set[str]:
+    """The photos `out` already answers; a torn last line is cut off the file."""
+    try:
+        data = out.read_bytes()
+    except FileNotFoundError:
+        return set()
+    except OSError as exc:
+        raise CommandError(f"cannot read {out}: {exc.strerror or exc}") from exc
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) < len(data):
+        with out.open("r+b") as f:
+            f.truncate(len(complete))
+            os.fsync(f.fileno())
+    names = set()
+    for number, line in enumerate(complete.splitlines(), start=1):
+        try:
+            names.add(msgspec.json.decode(line, type=_Answered).image)
+        except msgspec.DecodeError as exc:
+            raise CommandError(f"{out}, line {number}: not a whaleid answer ({exc})") from exc
+    return names
+
+
+class _Answered(msgspec.Struct):
+    image: str
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        print(f"whaleid: {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
 
 
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:

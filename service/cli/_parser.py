@@ -62,9 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     enrol.set_defaults(command=_catalogue.enrol)
 
     identify = commands.add_parser(
-        "identify", parents=[common], help="identify individuals in photos"
+        "identify",
+        parents=[common],
+        help="identify individuals in photos",
+        description="Identify photos named here, or every photo of a manifest or folder"
+        " (--from). With --out, answers are appended to a JSON Lines file and a run that"
+        " stops resumes where it stopped when run again.",
     )
-    identify.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    identify.add_argument("images", type=Path, nargs="*", metavar="IMAGE")
+    identify.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="SOURCE",
+        help="a manifest .csv (a path column is enough) or a folder of photos, at any depth",
+    )
+    identify.add_argument(
+        "--out", type=Path, metavar="FILE", help="append answers here (JSON Lines), resumably"
+    )
     identify.add_argument(
         "--top-k",
         type=_top_k,
@@ -72,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"candidates to show, 1-{MAX_TOP_K} (default: engine.top_k)",
     )
     identify.add_argument("--json", action="store_true", help="one JSON object per line")
-    identify.set_defaults(command=_identify.identify)
+    identify.set_defaults(command=_identify.identify, parser=identify)
 
     index = commands.add_parser("index", help="manage the search index")
     index_commands = index.add_subparsers(title="index commands", metavar="COMMAND", required=True)

@@ -1,4 +1,5 @@
-"""The descriptor index: exact, then IVF with a graph over its lists; removal; files."""
+"""The descriptor index: exact when small, then IVF with compact codes; when to rebuild;
+removal; files."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
+from indexer import descriptor_index
 from indexer.descriptor_index import DescriptorIndex
 
 
@@ -40,6 +42,28 @@ def test_large_gallery_gets_an_ivf_index(photos) -> None:
     assert index.size == sum(len(p) for p in photos)
 
 
+def test_ivf_codes_are_compact(photos) -> None:
+    # The saved IVF, list centres and padding included, is smaller than the descriptors
+    # as uint8.
+    index = build(photos, exact_max=1_000)
+    assert faiss.serialize_index(index._index).nbytes < index.size * 128 * 3 / 4
+
+
+def test_an_index_is_outgrown_when_its_structure_no_longer_suits_its_size(photos) -> None:
+    exact = DescriptorIndex(128, 1_000, 16)
+    for image_id, photo in enumerate(photos[:15], start=1):
+        exact.add(image_id, photo)
+    assert not exact.outgrown  # past exact_max, but too few to train the codebooks
+    for image_id, photo in enumerate(photos[15:], start=16):
+        exact.add(image_id, photo)
+    assert not exact.approximate and exact.outgrown
+    ivf = build(photos, exact_max=1_000)
+    assert ivf.approximate and not ivf.outgrown
+    for image_id, photo in enumerate(photos * 3, start=100):  # four times what it was built on
+        ivf.add(image_id, photo)
+    assert ivf.outgrown
+
+
 def test_approximate_search_finds_near_copies(photos) -> None:
     # A true match is a near copy of a gallery descriptor: the approximate index must
     # find that very descriptor first, as exact search does.
@@ -69,3 +93,19 @@ def test_saved_index_searches_the_same(photos, tmp_path: Path) -> None:
     loaded = DescriptorIndex.load(tmp_path / "d.faiss", 1_000, 16)
     queries = photos[5][:50]
     assert np.array_equal(index.search(queries, 4)[1], loaded.search(queries, 4)[1])
+
+
+def test_many_lists_are_found_through_a_graph(photos, monkeypatch, tmp_path: Path) -> None:
+    # Past _GRAPH_LISTS lists the list centres are searched through HNSW; lowered here so
+    # that a small gallery takes that path. It must find what the flat quantizer finds.
+    flat = build(photos, exact_max=1_000)
+    monkeypatch.setattr(descriptor_index, "_GRAPH_LISTS", 8)
+    graph = build(photos, exact_max=1_000)
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(graph._index).quantizer)
+    assert isinstance(quantizer, faiss.IndexHNSWFlat)
+    queries = photos[7][:100]
+    same = flat.search(queries, 1)[1] == graph.search(queries, 1)[1]
+    assert same.mean() >= 0.95
+    graph.save(tmp_path / "g.faiss")
+    loaded = DescriptorIndex.load(tmp_path / "g.faiss", 1_000, 16)
+    assert np.array_equal(graph.search(queries, 4)[1], loaded.search(queries, 4)[1])

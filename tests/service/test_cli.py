@@ -576,3 +576,48 @@ def test_serve_refuses_in_one_line_what_would_stop_it(
     assert code == 2
     assert err.startswith(f"whaleid: cannot listen on 127.0.0.1:{port}: ")
     assert len(err.splitlines()) == 1
+
+
+def test_batch_identify_from_a_folder_resumes_where_it_stopped(
+    capsys: pytest.CaptureFixture[str], gallery_dir: Path, queries: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "answers.jsonl"
+    folder = queries["known"].parent
+    code, _, err = run(capsys, "identify", "--from", folder, "--out", out, "--data", gallery_dir)
+    assert code == 1  # the corrupted photo and the text file
+    first = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(a["image"] for a in first) == sorted(str(p) for p in queries.values())
+    known = next(a for a in first if a["image"] == str(queries["known"]))
+    assert known["candidates"][0]["individual_id"] == INDIVIDUALS[2]
+    assert "4 identified, 0 already" in err
+
+    # A crash: the last answer torn half-way, one photo more to do. The rerun drops the
+    # torn line and answers only the two photos it lacks.
+    text = out.read_text().splitlines(keepends=True)
+    torn = json.loads(text[-1])["image"]
+    out.write_text("".join(text[:-1]) + text[-1][:25])
+    extra = folder / "later" / "new.png"
+    extra.parent.mkdir()
+    extra.write_bytes(encode(sighting(INDIVIDUALS[4], seed=12)))
+    code, _, err = run(capsys, "identify", "--from", folder, "--out", out, "--data", gallery_dir)
+    assert "2 identified, 3 already" in err
+    again = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [a["image"] for a in again] == [a["image"] for a in first[:-1]] + sorted(
+        [torn, str(extra)], key=[str(p) for p in sorted(folder.rglob("*.*"))].index
+    )
+
+
+def test_batch_identify_from_a_manifest_needs_only_paths(
+    capsys: pytest.CaptureFixture[str], gallery_dir: Path, queries: dict[str, Path], tmp_path: Path
+) -> None:
+    manifest = tmp_path / "survey.csv"
+    manifest.write_text("path,camera\nqueries/known.png,A\nqueries/missing.png,B\n")
+    out = tmp_path / "answers.jsonl"
+    code, _, err = run(capsys, "identify", "--from", manifest, "--out", out, "--data", gallery_dir)
+    assert code == 1
+    assert "missing.png" in err  # said, and left for a later run
+    assert [json.loads(line)["image"] for line in out.read_text().splitlines()] == [
+        str(queries["known"])
+    ]
+    code, _, err = run(capsys, "identify", "--from", tmp_path / "nowhere", "--data", gallery_dir)
+    assert code == 1 and "no such file" in err
