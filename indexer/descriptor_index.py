@@ -16,39 +16,36 @@ import numpy as np
 
 from indexer.files import replacing
 
-__all__ = ["CODE_BYTES", "KEYPOINT_BITS", "DescriptorIndex"]
+__all__ = ["CODES", "KEYPOINT_BITS", "DescriptorIndex"]
 
 KEYPOINT_BITS = 16
 """Bits of a FAISS id that number the keypoint; an extractor keeps at most 65 535."""
 _KEYPOINT_MASK = (1 << KEYPOINT_BITS) - 1
-CODES = "PQ64x4fs"
-"""FAISS name of the IVF lists' codes: 64 sub-quantisers of 4 bits, scanned with SIMD.
-On 2.2 M RootSIFT of the flukes and right-whale sets (200 leave-one-out queries, LNBNN
-votes alone, one thread), top-1 was 0.605 at 175 ms a query photo, against 0.600 at
-356 ms with 8-bit scalar quantisation (128 bytes) and 0.610 at 362 ms with 32 8-bit
-sub-quantisers (also 32 bytes, no SIMD)."""
-CODE_BYTES = 32
-"""Bytes of one descriptor's code under `CODES` (FAISS adds an 8-byte id)."""
-_MIN_TRAINING = 256 * 39
-"""Descriptors the codebooks need (256 centroids each, 39 points a centroid, FAISS's own
-floor); below, the index stays exact, which is fast at that size anyway."""
+CODES = "SQ8"
+"""FAISS name of the IVF lists' codes: 8-bit scalar quantisation, 128 bytes a descriptor
+(RootSIFT is uint8 already, so it loses almost nothing). Measured alternative, 32-byte
+fast-scan product quantisation (PQ64x4fs: a quarter of the memory, searched about twice
+as fast): leave-one-out top-1 0.800 against 0.819 on flukes, 0.532 against 0.551 on
+right whales, 0.646 against 0.692 on Happywhale (2026-12-03), more than the 0.01 a
+compact index may cost."""
 
 
 class DescriptorIndex:
     """Exact L2 search up to `exact_max` descriptors; beyond, an IVF index whose lists hold
-    each descriptor as a product-quantisation code of `CODE_BYTES` bytes instead of 512
-    bytes of float32, so a 100 000-photo catalogue fits in RAM.
+    each descriptor as a `CODES` code instead of 512 bytes of float32.
 
     Args:
         dim: descriptor length.
         exact_max: largest descriptor count searched exactly.
         nprobe: IVF lists visited per query descriptor.
+        codes: FAISS name of the IVF lists' codes (`CODES`; others for comparison).
     """
 
-    def __init__(self, dim: int, exact_max: int, nprobe: int) -> None:
+    def __init__(self, dim: int, exact_max: int, nprobe: int, codes: str = CODES) -> None:
         self.dim = dim
         self.exact_max = exact_max
         self.nprobe = nprobe
+        self.codes = codes
         self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
 
     @property
@@ -66,7 +63,7 @@ class DescriptorIndex:
         times what it was trained for, so that its lists are twice as long as
         `_list_count` would make them and each search scans twice as much."""
         if not self.approximate:
-            return self.size > max(self.exact_max, _MIN_TRAINING)
+            return self.size > self.exact_max
         trained = faiss.extract_index_ivf(self._index).nlist
         return trained < _MAX_LISTS and _list_count(self.size) >= 2 * trained
 
@@ -88,10 +85,10 @@ class DescriptorIndex:
             seed: seed of the k-means training sample.
         """
         total = sum(len(d) for d in descriptors)
-        if total <= max(self.exact_max, _MIN_TRAINING):
+        if total <= self.exact_max:
             self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
         else:
-            self._index = _train_ivf(descriptors, self.dim, total, seed)
+            self._index = _train_ivf(descriptors, self.dim, total, seed, self.codes)
         for image_id, desc in zip(image_ids, descriptors, strict=True):
             self.add(image_id, desc)
 
@@ -156,9 +153,8 @@ _MAX_LISTS = 65536
 _GRAPH_LISTS = 8192
 """Beyond this many lists, a descriptor finds its nearest list centres through an HNSW
 graph over them (Malkov & Yashunin, TPAMI 2018) instead of comparing all of them: at
-16 384 centres that comparison would cost about as much as scanning the lists, and
-assigning 20 M descriptors to them one by one takes longer than training them. The
-development sets (at most 5 657 lists) stay below it."""
+16 384 centres that is 2 G multiply-adds a query photo, and 40 T to add 20 M
+descriptors. The development sets (at most 5 951 lists) stay below it."""
 _GRAPH_LINKS = 32
 """Neighbours per node of that graph."""
 _GRAPH_WIDTH = 64
@@ -166,9 +162,11 @@ _GRAPH_WIDTH = 64
 nearest lists are rarely missed."""
 
 
-def _train_ivf(descriptors: list[np.ndarray], dim: int, total: int, seed: int) -> faiss.Index:
+def _train_ivf(
+    descriptors: list[np.ndarray], dim: int, total: int, seed: int, codes: str
+) -> faiss.Index:
     nlist = _list_count(total)
-    sample = min(total, max(40 * nlist, _MIN_TRAINING))
+    sample = min(total, 40 * nlist)
     # Sampled photo by photo: stacking every descriptor first would double the memory of
     # a large gallery's build.
     picks = np.sort(np.random.default_rng(seed).choice(total, sample, replace=False))
@@ -180,10 +178,10 @@ def _train_ivf(descriptors: list[np.ndarray], dim: int, total: int, seed: int) -
         training[done : done + len(mine)] = photo[mine - (end - len(photo))]
         done += len(mine)
     if nlist <= _GRAPH_LISTS:
-        index = faiss.index_factory(dim, f"IVF{nlist},{CODES}", faiss.METRIC_L2)
+        index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_L2)
         index.train(training)
         return index
-    index = faiss.index_factory(dim, f"IVF{nlist}_HNSW{_GRAPH_LINKS},{CODES}", faiss.METRIC_L2)
+    index = faiss.index_factory(dim, f"IVF{nlist}_HNSW{_GRAPH_LINKS},{codes}", faiss.METRIC_L2)
     # k-means itself runs on exact distances; the graph is built once over its result.
     exact = faiss.IndexFlatL2(dim)
     index.clustering_index = exact

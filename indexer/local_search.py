@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 
 from embeddings.protocol import LocalFeatures
-from indexer.descriptor_index import DescriptorIndex
+from indexer.descriptor_index import CODES, DescriptorIndex
 from indexer.scoring import image_scores, lnbnn_votes, one_per_keypoint, verify
 
 __all__ = ["LocalSearch", "RankedImage", "SearchParameters"]
@@ -45,6 +45,8 @@ class SearchParameters(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     took 152 ms a query photo at 21 000 descriptors (20 photos), the IVF 25 ms."""
     nprobe: int = 16
     """IVF lists visited per query descriptor (recall against speed)."""
+    codes: str = CODES
+    """How the IVF lists hold each descriptor (see `indexer.descriptor_index.CODES`)."""
     roll_angles: tuple[float, ...] = (15.0, -15.0)
     """Roll hypotheses: upright descriptors tolerate about 8 degrees of camera roll."""
     roll_below_inliers: int = 10
@@ -84,7 +86,7 @@ class LocalSearch:
         self.params = params
         self._upright = upright
         self._lock = threading.RLock()
-        self._index = DescriptorIndex(128, params.exact_search_max, params.nprobe)
+        self._index = DescriptorIndex(128, params.exact_search_max, params.nprobe, params.codes)
         self._entries: dict[int, _Entry] = {}
 
     # ------------------------------------------------------------------ contents
@@ -126,7 +128,9 @@ class LocalSearch:
                 ids.append(image_id)
                 descriptors.append(features.descriptors)
         if index is None:
-            index = DescriptorIndex(128, self.params.exact_search_max, self.params.nprobe)
+            index = DescriptorIndex(
+                128, self.params.exact_search_max, self.params.nprobe, self.params.codes
+            )
             index.build(ids, descriptors)
         for image_id in set(indexed) - entries.keys():
             index.remove(image_id)

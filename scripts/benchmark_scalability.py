@@ -44,6 +44,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import faiss
+import msgspec
 import numpy as np
 from PIL import Image, ImageDraw
 from reporting import report_meta
@@ -91,6 +92,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--replicated-sizes", default="", help="larger ones, real photos replicated (labelled)"
+    )
+    parser.add_argument(
+        "--compare-codes",
+        default="PQ64x4fs",
+        help="IVF codes also measured on the real galleries, for comparison ('' for none)",
     )
     parser.add_argument(
         "--descriptors-only",
@@ -154,7 +160,11 @@ def _finish(results: dict) -> None:
     fitted = [p for p in engine_points if p["structure"] == "approximate"]
     results["global_fit"] = _fit([p["size"] for p in fitted], [p["search_ms_p50"] for p in fitted])
     if results["descriptors"]["measured"]:
-        points = [p for p in results["descriptors"]["points"] if p["structure"] == "approximate"]
+        points = [
+            p
+            for p in results["descriptors"]["points"]
+            if p["structure"] == "approximate" and p["engine_index"]
+        ]
         results["descriptors"]["fit"] = _fit(
             [p["descriptors"] for p in points], [p["search_ms_p50"] for p in points]
         )
@@ -318,11 +328,21 @@ def _descriptor_points(args: argparse.Namespace, engine: SearchParameters) -> di
     with ProcessPoolExecutor() as workers:
         described = list(workers.map(_describe, [path for path, _ in pool], chunksize=16))
     gallery = [(label, f) for (_, label), f in zip(pool, described, strict=True)]
+    runs = [(photos, engine) for photos in args.photo_sizes + args.replicated_sizes]
+    runs += [
+        (photos, msgspec.structs.replace(engine, codes=codes))
+        for codes in args.compare_codes.split(",")
+        if codes
+        for photos in args.photo_sizes
+    ]
     points = []
-    for photos in args.photo_sizes + args.replicated_sizes:
-        points.append(_descriptor_point(_gallery_of(gallery, photos, rng), queries, engine))
-        points[-1]["data"] = "real" if photos <= len(gallery) else "replicated"
-        print(f"  descriptors: {points[-1]}", file=sys.stderr)
+    for photos, params in runs:
+        point = _descriptor_point(_gallery_of(gallery, photos, rng), queries, params)
+        point["data"] = "real" if photos <= len(gallery) else "replicated"
+        point["codes"] = params.codes
+        point["engine_index"] = params == engine
+        print(f"  descriptors: {point}", file=sys.stderr)
+        points.append(point)
     return {"measured": True, "data": "real", "points": points}
 
 
@@ -419,7 +439,13 @@ def _plot(results: dict, path: Path) -> None:
     if results["descriptors"]["measured"]:
         d = results["descriptors"]
         series.append(
-            ("local descriptors (real)", "descriptors", d["points"], d["fit"], (200, 80, 30))
+            (
+                "local descriptors (real)",
+                "descriptors",
+                [p for p in d["points"] if p["engine_index"]],
+                d["fit"],
+                (200, 80, 30),
+            )
         )
     xs = [p[key] for _, key, points, _, _ in series for p in points]
     ys = [p["search_ms_p50"] for _, _, points, _, _ in series for p in points]
@@ -535,14 +561,14 @@ def _markdown(r: dict) -> str:
             " positions kept for verification; *RSS KiB/photo*: the process's resident"
             " growth while building, build garbage included.",
             "",
-            "| photos | data | descriptors | index | build s | index KiB/photo | RSS KiB/photo"
-            " | search ms p50 | identify ms p50 | p95 |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| photos | data | descriptors | index | codes | build s | index KiB/photo"
+            " | RSS KiB/photo | search ms p50 | identify ms p50 | p95 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for p in d["points"]:
             lines.append(
                 f"| {p['photos']:,} | {p['data']} | {p['descriptors']:,} | {p['structure']} |"
-                f" {p['build_s']:.1f} | {p['index_kib_per_photo']:.1f} |"
+                f" {p['codes']}{'' if p['engine_index'] else ' (comparison)'} | {p['build_s']:.1f} | {p['index_kib_per_photo']:.1f} |"
                 f" {p['rss_kib_per_photo']:.1f} | {p['search_ms_p50']:.0f} |"
                 f" {p['identify_ms_p50']:.0f} | {p['identify_ms_p95']:.0f} |"
             )
@@ -558,6 +584,8 @@ def _markdown(r: dict) -> str:
             "",
         ]
         for p in d["points"]:
+            if not p["engine_index"]:
+                continue
             memory = p["index_kib_per_photo"] <= bars["index_kib_per_photo"]
             speed = p["identify_ms_p50"] <= bars["identify_ms_p50"]
             lines.append(

@@ -106,6 +106,17 @@ def rows() -> list[str]:
             f" {p['search_ms_p50']:.1f} ms / {p['recall_at_10']:.3f} | <= 10 ms / >= 0.95 |"
             " [scalability](reports/scalability.md) |"
         )
+        local = scalability["descriptors"]
+        engine_local = (
+            [p for p in local["points"] if p["engine_index"]] if local["measured"] else []
+        )
+        for point in engine_local:
+            out.append(
+                f"| weight-free identify at {point['photos']:,} photos ({point['data']}):"
+                " p50 (features included) / local index per photo |"
+                f" {point['identify_ms_p50']:.0f} ms / {point['index_kib_per_photo']:.1f} KiB |"
+                " <= 200 ms / <= 50 KiB | [scalability](reports/scalability.md) |"
+            )
     noise = _load("noise.json")
     if noise:
         worst = max(

@@ -43,19 +43,22 @@ def test_large_gallery_gets_an_ivf_index(photos) -> None:
 
 
 def test_ivf_codes_are_compact(photos) -> None:
-    # The saved IVF, list centres and padding included, is smaller than the descriptors
-    # as uint8.
+    # The saved IVF, list centres included, is far smaller than float32 descriptors, and
+    # the compact comparison codes (32 bytes) smaller again.
     index = build(photos, exact_max=1_000)
-    assert faiss.serialize_index(index._index).nbytes < index.size * 128 * 3 / 4
+    saved = faiss.serialize_index(index._index).nbytes
+    assert saved < index.size * 512 / 3
+    compact = DescriptorIndex(128, 1_000, 16, codes="PQ64x4fs")
+    compact.build(list(range(1, len(photos) + 1)), photos)
+    assert faiss.serialize_index(compact._index).nbytes < saved / 2
 
 
 def test_an_index_is_outgrown_when_its_structure_no_longer_suits_its_size(photos) -> None:
     exact = DescriptorIndex(128, 1_000, 16)
-    for image_id, photo in enumerate(photos[:15], start=1):
+    for image_id, photo in enumerate(photos[:5], start=1):
         exact.add(image_id, photo)
-    assert not exact.outgrown  # past exact_max, but too few to train the codebooks
-    for image_id, photo in enumerate(photos[15:], start=16):
-        exact.add(image_id, photo)
+    assert not exact.outgrown
+    exact.add(6, photos[5])  # 1 200 descriptors
     assert not exact.approximate and exact.outgrown
     ivf = build(photos, exact_max=1_000)
     assert ivf.approximate and not ivf.outgrown
