@@ -561,7 +561,9 @@ def _markdown(r: dict) -> str:
             " nothing verifies upright (no gate, one thread); *search* is the index search"
             " alone. *index KiB/photo*: the FAISS index as saved plus the keypoint"
             " positions kept for verification; *RSS KiB/photo*: the process's resident"
-            " growth while building, build garbage included.",
+            " growth while building, build garbage included (a later row may reuse memory"
+            " an earlier gallery freed, and read low or negative).",
+            *([d["note"]] if d.get("note") else []),
             "",
             "| photos | data | descriptors | index | codes | build s | index KiB/photo"
             " | RSS KiB/photo | search ms p50 | identify ms p50 | p95 |",
