@@ -183,6 +183,7 @@ def _train_ivf(
         return index
     index = faiss.index_factory(dim, f"IVF{nlist}_HNSW{_GRAPH_LINKS},{codes}", faiss.METRIC_L2)
     # k-means itself runs on exact distances; the graph is built once over its result.
+    # Held in a variable: FAISS keeps only a pointer to it while training.
     exact = faiss.IndexFlatL2(dim)
     index.clustering_index = exact
     index.train(training)

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 from tqdm import tqdm
@@ -15,6 +16,10 @@ from service.cli._exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, f
 from service.cli._output import print_identification, progress_bar
 from service.config import Settings
 from service.photo_sources import read_entries, read_photos
+
+if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
+    from indexer.gallery import Gallery
+    from indexer.results import Identification
 
 __all__ = ["evaluate", "identify"]
 
@@ -39,12 +44,10 @@ def identify(args: argparse.Namespace, settings: Settings) -> int:
     failed = False
     with opened_gallery(settings) as gallery:
         for path in photos:
-            content = _read(path)
-            if content is None:
-                failed = True
+            answer = _answer(gallery, path, args.top_k)
+            failed |= answer is None or answer.rejection_reason in _UNREADABLE
+            if answer is None:
                 continue
-            answer = gallery.pipeline.identify(content, name=str(path), top_k=args.top_k)
-            failed |= answer.rejection_reason in _UNREADABLE
             if args.json:
                 sys.stdout.write(msgspec.json.encode(answer).decode() + "\n")
             else:
@@ -71,14 +74,12 @@ def _identify_into(out: Path, photos: list[Path], top_k: int | None, settings: S
         ) as bar,
     ):
         for path in todo:
-            content = _read(path)
-            if content is not None:
-                answer = gallery.pipeline.identify(content, name=str(path), top_k=top_k)
-                failed |= answer.rejection_reason in _UNREADABLE
+            answer = _answer(gallery, path, top_k)
+            failed |= answer is None or answer.rejection_reason in _UNREADABLE
+            if answer is not None:
                 # One write and a flush per answer: a crash loses at most the photo in hand.
                 lines.write(msgspec.json.encode(answer).decode() + "\n")
                 lines.flush()
-            failed |= content is None
             bar.update()
     print(f"{len(todo)} identified, {len(photos) - len(todo)} already in {out}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
@@ -110,12 +111,15 @@ class _Answered(msgspec.Struct):
     image: str
 
 
-def _read(path: Path) -> bytes | None:
+def _answer(gallery: Gallery, path: Path, top_k: int | None) -> Identification | None:
+    """The pipeline's answer for one photo file; None (said on stderr) when the file
+    cannot be read."""
     try:
-        return path.read_bytes()
+        content = path.read_bytes()
     except OSError as exc:
         print(f"whaleid: {path}: {exc.strerror or exc}", file=sys.stderr)
         return None
+    return gallery.pipeline.identify(content, name=str(path), top_k=top_k)
 
 
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:
