@@ -16,10 +16,11 @@ from collections.abc import Callable, Sequence
 from embeddings.images import load_photo
 from embeddings.keypoints import RootSiftExtractor
 from embeddings.photo import ImageError, Photo
-from embeddings.protocol import GlobalEmbedding, GlobalExtractor, LocalFeatures, Locator
+from embeddings.protocol import GlobalExtractor, Locator
 from indexer.centroids import CentroidRow
+from indexer.describer import DescribedPhoto, Describer, Feature, PhotoRecord
 from indexer.photo_files import PhotoFiles
-from indexer.results import LOW_CONFIDENCE, EnrolResult, Progress, Reextraction, Unextracted
+from indexer.results import EnrolResult, Progress, Reextraction, Unextracted
 from indexer.store import (
     Conflict,
     ImageRow,
@@ -73,12 +74,9 @@ class Catalogue:
         min_features: int,
         locator: Locator | None = None,
     ) -> None:
-        self.min_features = min_features
-        self.locator = locator
         self.store = store
         self.photos = photos
-        self.extractor = extractor
-        self.embedder = embedder
+        self.describer = Describer(extractor, embedder, locator, min_features)
         self._changed = changed
 
     # ------------------------------------------------------------------ reads
@@ -116,7 +114,7 @@ class Catalogue:
         source_name: str = "",
         move: bool = False,
         new_individual: bool = False,
-        prepared: list[tuple[str, str, LocalFeatures | GlobalEmbedding]] | None = None,
+        prepared: list[Feature] | None = None,
     ) -> EnrolResult:
         """Add a photo of a known individual; searchable as soon as this returns.
 
@@ -141,37 +139,97 @@ class Catalogue:
             ImageError: "low_confidence", the photo holds too little texture to be
                 matched (and no deep model would find it either).
         """
-        if photo.content and hashlib.sha256(photo.content).hexdigest() != photo.sha256:
+
+        def features(wanted: set[str]) -> list[Feature]:
+            if prepared is None:
+                return self.describer.describe(photo, wanted)
+            return [f for f in prepared if f[0] in wanted]
+
+        return self._store(
+            PhotoRecord.of(photo),
+            individual_id,
+            features,
+            species=species,
+            source_name=source_name,
+            move=move,
+            new_individual=new_individual,
+        )
+
+    def enrol_described(
+        self,
+        photo: DescribedPhoto,
+        individual_id: str,
+        *,
+        species: str | None = None,
+        source_name: str = "",
+    ) -> EnrolResult:
+        """Enrol a photo described by another process (a cluster worker), as `enrol`.
+
+        Raises:
+            InvalidInput: its features come from other extractors or versions than this
+                catalogue keeps (a worker with other settings or models), or its content
+                does not match its sha256.
+            PhotoElsewhere: as for `enrol`.
+        """
+        theirs = {name: version for name, version, _ in photo.features}
+        if theirs != self.describer.versions:
+            raise InvalidInput(
+                f"described with {_named(theirs)}, but this catalogue keeps"
+                f" {_named(self.describer.versions)}: give the workers the same settings"
+                " and models"
+            )
+        return self._store(
+            photo.record,
+            individual_id,
+            lambda wanted: [f for f in photo.features if f[0] in wanted],
+            species=species,
+            source_name=source_name,
+        )
+
+    def _store(
+        self,
+        record: PhotoRecord,
+        individual_id: str,
+        features: Callable[[set[str]], list[Feature]],
+        *,
+        species: str | None,
+        source_name: str,
+        move: bool = False,
+        new_individual: bool = False,
+    ) -> EnrolResult:
+        """`enrol` once the photo's features can be had: features(wanted) gives those
+        of the extractors named, and is called only for what is not stored yet."""
+        if record.content and hashlib.sha256(record.content).hexdigest() != record.sha256:
             raise InvalidInput("photo: content does not match its sha256")
         individual_id = canonical_id(individual_id)
-        existing = self.store.image_by_sha256(photo.sha256)
+        existing = self.store.image_by_sha256(record.sha256)
         if existing is not None and existing.individual_id != individual_id and not move:
             raise PhotoElsewhere(existing.id, existing.individual_id, individual_id)
         if new_individual and self.store.individual(individual_id) is not None:
             raise Conflict(f"individual {individual_id!r} already exists")
         if existing is not None:
-            return self._complete(existing, photo, individual_id, species)
-        extracted = prepared or self._extract(photo, self._missing(None))
-        record = NewImage(
-            sha256=photo.sha256,
-            source_name=source_name or photo.sha256[:16],
+            return self._complete(existing, record, individual_id, species, features)
+        extracted = features(set(self.describer.versions))
+        new = NewImage(
+            sha256=record.sha256,
+            source_name=source_name or record.sha256[:16],
             individual_id=individual_id,
-            width=photo.width,
-            height=photo.height,
-            taken_at=photo.taken_at,
-            latitude=photo.latitude,
-            longitude=photo.longitude,
-            file_bytes=len(photo.content) or None,
-            format=photo.format,
+            width=record.width,
+            height=record.height,
+            taken_at=record.taken_at,
+            latitude=record.latitude,
+            longitude=record.longitude,
+            file_bytes=len(record.content) or None,
+            format=record.format,
         )
         try:
             with self.photos.adding():
-                if photo.content:
-                    self.photos.put(photo.content)  # durable before the row commits
-                image_id, created = self.store.add_image(record, species, extracted)
+                if record.content:
+                    self.photos.put(record.content)  # durable before the row commits
+                image_id, created = self.store.add_image(new, species, extracted)
         except BaseException:
-            if photo.content:
-                self._remove_files([photo.sha256])  # unless a row holds it
+            if record.content:
+                self._remove_files([record.sha256])  # unless a row holds it
             raise
         self._changed()
         if not created:  # stored by another writer between the two calls
@@ -190,53 +248,25 @@ class Catalogue:
             existing = self.store.image_by_sha256(photo.sha256)
             if existing is not None and existing.individual_id != individual_id:
                 raise PhotoElsewhere(existing.id, existing.individual_id, individual_id)
-            prepared.append(None if existing else self._extract(photo, self._missing(None)))
+            prepared.append(None if existing else self.describer.describe(photo))
         return [
             self.enrol(photo, individual_id, source_name=name, prepared=features)
             for (name, photo), features in zip(photos, prepared, strict=True)
         ]
 
-    def _complete(
-        self, existing: ImageRow, photo: Photo, individual_id: str, species: str | None
-    ) -> EnrolResult:
-        """A photo enrolled again: keep its file if it had none, give it the features it
-        lacks, and move it if it was asked to."""
-        if photo.content and (existing.file_bytes is None or not self.photos.has(photo.sha256)):
-            # Enrolled before photos were kept: keep it now.
-            with self.photos.adding():
-                self.photos.put(photo.content)
-                self.store.set_file(existing.id, len(photo.content), photo.format)
-        wanted = self._missing(existing.id)
-        if wanted:
-            self.store.add_features(existing.id, self._extract(photo, wanted))
-        if existing.individual_id != individual_id:
-            self.store.move_image(existing.id, individual_id, species)
-        self._changed()
-        return EnrolResult(image_id=existing.id, individual_id=individual_id, created=False)
+    def holds(self, sha256: str, individual_id: str) -> bool:
+        """Whether the photo with this content is stored under this individual with
+        every feature: enrolling it again would change nothing."""
+        row = self.store.image_by_sha256(sha256)
+        return (
+            row is not None
+            and row.individual_id == canonical_id(individual_id)
+            and not self.missing(row.id)
+        )
 
-    def _extract(
-        self, photo: Photo, wanted: set[str]
-    ) -> list[tuple[str, str, LocalFeatures | GlobalEmbedding]]:
-        """The features of the extractors named in `wanted`; refuses a photo with too
-        little texture when no deep model is loaded to find it by its embedding."""
-        extracted: list[tuple[str, str, LocalFeatures | GlobalEmbedding]] = []
-        if self.extractor.name in wanted:
-            region = None if self.locator is None else self.locator.region(photo)
-            features = self.extractor.extract(photo, region)
-            if self.embedder is None and len(features.descriptors) < self.min_features:
-                raise ImageError("low_confidence", LOW_CONFIDENCE)
-            extracted.append((self.extractor.name, self.extractor.version, features))
-        if self.embedder is not None and self.embedder.name in wanted:
-            extracted.append(
-                (self.embedder.name, self.embedder.version, self.embedder.extract(photo))
-            )
-        return extracted
-
-    def _missing(self, image_id: int | None) -> set[str]:
+    def missing(self, image_id: int | None) -> set[str]:
         """Names of the extractors whose features a stored photo lacks (all for None)."""
-        names = {self.extractor.name: self.extractor.version}
-        if self.embedder is not None:
-            names[self.embedder.name] = self.embedder.version
+        names = self.describer.versions
         if image_id is None:
             return set(names)
         return {
@@ -244,6 +274,29 @@ class Catalogue:
             for name, version in names.items()
             if self.store.feature(image_id, name, version) is None
         }
+
+    def _complete(
+        self,
+        existing: ImageRow,
+        record: PhotoRecord,
+        individual_id: str,
+        species: str | None,
+        features: Callable[[set[str]], list[Feature]],
+    ) -> EnrolResult:
+        """A photo enrolled again: keep its file if it had none, give it the features it
+        lacks, and move it if it was asked to."""
+        if record.content and (existing.file_bytes is None or not self.photos.has(record.sha256)):
+            # Enrolled before photos were kept: keep it now.
+            with self.photos.adding():
+                self.photos.put(record.content)
+                self.store.set_file(existing.id, len(record.content), record.format)
+        wanted = self.missing(existing.id)
+        if wanted:
+            self.store.add_features(existing.id, features(wanted))
+        if existing.individual_id != individual_id:
+            self.store.move_image(existing.id, individual_id, species)
+        self._changed()
+        return EnrolResult(image_id=existing.id, individual_id=individual_id, created=False)
 
     def create_individual(
         self, individual_id: str, *, species: str | None = None, name: str | None = None
@@ -338,9 +391,10 @@ class Catalogue:
             StoreError: no deep model is loaded (centroids are only comparable with the
                 embeddings of the model they come from), or invalid rows.
         """
-        if self.embedder is None:
+        embedder = self.describer.embedder
+        if embedder is None:
             raise StoreError("no deep embedder is loaded: install its model folder first")
-        stored = self.store.replace_centroids(self.embedder.name, self.embedder.version, rows)
+        stored = self.store.replace_centroids(embedder.name, embedder.version, rows)
         self._changed()
         return stored
 
@@ -356,7 +410,7 @@ class Catalogue:
             file, or a file that does not decode), with the reason.
         """
         labels = self.store.image_labels()
-        pending = sorted(i for i in labels if self._missing(i))
+        pending = sorted(i for i in labels if self.missing(i))
         extracted = 0
         unextracted: list[Unextracted] = []
         for done, image_id in enumerate(pending, start=1):
@@ -395,6 +449,10 @@ def canonical_id(individual_id: str) -> str:
     if not isinstance(individual_id, str):
         return individual_id
     return unicodedata.normalize("NFC", individual_id.strip())
+
+
+def _named(versions: dict[str, str]) -> str:
+    return ", ".join(f"{name}-{version}" for name, version in sorted(versions.items()))
 
 
 def _unextracted(row: ImageRow, reason: str) -> Unextracted:

@@ -9,6 +9,7 @@ result needs no side table to find either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -16,7 +17,7 @@ import numpy as np
 
 from indexer.files import replacing
 
-__all__ = ["CODES", "KEYPOINT_BITS", "DescriptorIndex"]
+__all__ = ["CODES", "KEYPOINT_BITS", "DescriptorIndex", "Fill"]
 
 KEYPOINT_BITS = 16
 """Bits of a FAISS id that number the keypoint; an extractor keeps at most 65 535."""
@@ -76,21 +77,58 @@ class DescriptorIndex:
         ids = (np.int64(image_id) << KEYPOINT_BITS) | np.arange(len(descriptors), dtype=np.int64)
         self._index.add_with_ids(_as_float(descriptors), ids)
 
-    def build(self, image_ids: list[int], descriptors: list[np.ndarray], seed: int = 0) -> None:
+    def build(
+        self,
+        image_ids: list[int],
+        descriptors: list[np.ndarray],
+        seed: int = 0,
+        fill: Fill | None = None,
+    ) -> None:
         """Replace the index with one over these photos, IVF when they are many.
 
         Args:
             image_ids: photo ids, one per descriptor array.
             descriptors: (N_i, dim) uint8 arrays.
             seed: seed of the k-means training sample.
+            fill: adds the photos to a trained IVF index in some other way than one by
+                one here (`cluster.index_build`); it must give the same index.
         """
         total = sum(len(d) for d in descriptors)
         if total <= self.exact_max:
             self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
         else:
             self._index = _train_ivf(descriptors, self.dim, total, seed, self.codes)
+            if fill is not None:
+                fill(self, image_ids, descriptors)
+                return
         for image_id, desc in zip(image_ids, descriptors, strict=True):
             self.add(image_id, desc)
+
+    def empty_copy(self) -> DescriptorIndex:
+        """An index of the same kind and training (the same IVF lists), holding nothing."""
+        copy = DescriptorIndex(self.dim, self.exact_max, self.nprobe, self.codes)
+        copy._index = faiss.clone_index(self._index)
+        copy._index.reset()
+        return copy
+
+    def merge(self, other: DescriptorIndex) -> None:
+        """Append every descriptor of `other`, an index with the same training (from
+        `empty_copy`); IVF lists are appended list by list, so adding photos in shards
+        and merging the shards in order gives the index that adding them here would."""
+        if self.approximate:
+            faiss.extract_index_ivf(self._index).merge_from(
+                faiss.extract_index_ivf(other._index), 0
+            )
+        else:
+            self._index.merge_from(other._index, 0)
+
+    def to_bytes(self) -> np.ndarray:
+        """The index serialised (FAISS's file format), to send to another process."""
+        return faiss.serialize_index(self._index)
+
+    @classmethod
+    def from_bytes(cls, data: np.ndarray, exact_max: int, nprobe: int) -> DescriptorIndex:
+        return cls._wrapping(faiss.deserialize_index(data), exact_max, nprobe)
 
     def remove(self, image_id: int) -> int:
         """Remove every descriptor of one photo.
@@ -130,10 +168,17 @@ class DescriptorIndex:
 
     @classmethod
     def load(cls, path: Path, exact_max: int, nprobe: int) -> DescriptorIndex:
-        index = faiss.read_index(str(path))
-        loaded = cls(index.d, exact_max, nprobe)
-        loaded._index = index
-        return loaded
+        return cls._wrapping(faiss.read_index(str(path)), exact_max, nprobe)
+
+    @classmethod
+    def _wrapping(cls, index: faiss.Index, exact_max: int, nprobe: int) -> DescriptorIndex:
+        wrapped = cls(index.d, exact_max, nprobe)
+        wrapped._index = index
+        return wrapped
+
+
+Fill = Callable[[DescriptorIndex, list[int], list[np.ndarray]], None]
+"""fill(trained empty index, image ids, descriptors): add the photos to the index."""
 
 
 def _as_float(descriptors: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import threading
 
 from embeddings.protocol import GlobalEmbedding, LocalFeatures
 from indexer.deep_search import DeepSearch
-from indexer.descriptor_index import DescriptorIndex
+from indexer.descriptor_index import DescriptorIndex, Fill
 from indexer.local_search import LocalSearch
 from indexer.results import Progress
 from indexer.store import Store
@@ -53,8 +53,8 @@ class Follower:
         self.changed = False
         """Whether the searches moved since the index files were last saved."""
 
-    def rebuild(self, progress: Progress | None = None) -> None:
-        """Build every search from the database."""
+    def rebuild(self, progress: Progress | None = None, fill: Fill | None = None) -> None:
+        """Build every search from the database (`fill`: see `DescriptorIndex.build`)."""
         with self.lock:
             marker = self.store.marker()
             epoch, _, self.calibration_id = marker
@@ -68,7 +68,7 @@ class Follower:
                 max_id = max(max_id, row.id)
                 if progress is not None:
                     progress(done, total)
-            self.local.replace(None, rows)
+            self.local.build(rows, fill)
             self._rebuild_deep()
             self.epoch, self.max_feature_id, self._marker = epoch, max_id, marker
             self.changed = True
@@ -87,14 +87,15 @@ class Follower:
         """
         with self.lock:
             labels = self.store.image_labels()
-            rows = [
-                (row.image_id, labels[row.image_id], row.features)
-                for row in self.store.iter_features(*self.extractor)
-                if row.id <= max_feature_id
-                and row.image_id in labels
-                and isinstance(row.features, LocalFeatures)
-            ]
-            self.local.replace(saved, rows, indexed=image_ids)
+            # Keypoints only: the saved index holds the descriptors, eight times their size.
+            positions = (
+                (image_id, labels[image_id], keypoints)
+                for image_id, keypoints in self.store.iter_keypoints(
+                    *self.extractor, up_to_id=max_feature_id
+                )
+                if image_id in labels
+            )
+            self.local.resume(saved, positions, indexed=image_ids)
             self._rebuild_deep()
             self.epoch, self.max_feature_id = epoch, max_feature_id
             self.catch_up(force=True)

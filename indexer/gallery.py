@@ -27,6 +27,7 @@ from embeddings.protocol import GlobalExtractor, Locator
 from indexer.catalogue import Catalogue
 from indexer.config import EngineConfig
 from indexer.deep_search import DeepSearch
+from indexer.descriptor_index import Fill
 from indexer.follower import Follower
 from indexer.index_files import IndexState, load_index, save_index
 from indexer.local_search import LocalSearch, SearchParameters
@@ -210,10 +211,11 @@ class Gallery:
             save_index(self._index_dir, self.local.index, state)
             self.follower.changed = False
 
-    def rebuild(self, progress: Progress | None = None) -> None:
-        """Rebuild the searches from the database and refit the calibrations."""
+    def rebuild(self, progress: Progress | None = None, fill: Fill | None = None) -> None:
+        """Rebuild the searches from the database and refit the calibrations (`fill`:
+        how the descriptor index is filled, see `DescriptorIndex.build`)."""
         with self.follower.lock:
-            self.follower.rebuild(progress)
+            self.follower.rebuild(progress, fill)
             self.calibrator.refit(progress)
             self.save()
 

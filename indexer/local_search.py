@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 
 from embeddings.protocol import LocalFeatures
-from indexer.descriptor_index import CODES, DescriptorIndex
+from indexer.descriptor_index import CODES, DescriptorIndex, Fill
 from indexer.scoring import image_scores, lnbnn_votes, one_per_keypoint, verify
 
 __all__ = ["LocalSearch", "RankedImage", "SearchParameters"]
@@ -104,34 +104,45 @@ class LocalSearch:
         with self._lock:
             return {image_id: e.individual_id for image_id, e in self._entries.items()}
 
-    def replace(
-        self,
-        index: DescriptorIndex | None,
-        photos: Iterable[tuple[int, str, LocalFeatures]],
-        indexed: Iterable[int] = (),
+    def build(
+        self, photos: Iterable[tuple[int, str, LocalFeatures]], fill: Fill | None = None
     ) -> None:
-        """Start over from (image id, individual, features) rows: with `index` when it
-        already holds their descriptors (a saved index), else building one from them.
-
-        Args:
-            index: a saved index holding the photos' descriptors, or None.
-            photos: the searchable photos.
-            indexed: the photos `index` holds; those not among `photos` (deleted since
-                it was saved) are removed from it.
-        """
+        """Start over from (image id, individual, features) rows, with a new index of
+        their descriptors (`fill`: how it is filled, see `DescriptorIndex.build`)."""
         entries: dict[int, _Entry] = {}
         ids: list[int] = []
         descriptors: list[np.ndarray] = []
         for image_id, individual_id, features in photos:
-            entries[image_id] = _entry(individual_id, features)
-            if index is None:
-                ids.append(image_id)
-                descriptors.append(features.descriptors)
-        if index is None:
-            index = DescriptorIndex(
-                128, self.params.exact_search_max, self.params.nprobe, self.params.codes
-            )
-            index.build(ids, descriptors)
+            entries[image_id] = _entry(individual_id, features.keypoints)
+            ids.append(image_id)
+            descriptors.append(features.descriptors)
+        index = DescriptorIndex(
+            128, self.params.exact_search_max, self.params.nprobe, self.params.codes
+        )
+        index.build(ids, descriptors, fill=fill)
+        with self._lock:
+            self._index = index
+            self._entries = entries
+
+    def resume(
+        self,
+        index: DescriptorIndex,
+        positions: Iterable[tuple[int, str, np.ndarray]],
+        indexed: Iterable[int] = (),
+    ) -> None:
+        """Start over from an index that holds the photos' descriptors already (a saved
+        one), given each photo's keypoints: (image id, individual, (N, 4) keypoints).
+
+        Args:
+            index: the index.
+            positions: the searchable photos' keypoints.
+            indexed: the photos `index` holds; those not among `positions` (deleted
+                since it was saved) are removed from it.
+        """
+        entries = {
+            image_id: _entry(individual_id, keypoints)
+            for image_id, individual_id, keypoints in positions
+        }
         for image_id in set(indexed) - entries.keys():
             index.remove(image_id)
         with self._lock:
@@ -146,7 +157,7 @@ class LocalSearch:
 
     def add(self, image_id: int, individual_id: str, features: LocalFeatures) -> None:
         with self._lock:
-            self._entries[image_id] = _entry(individual_id, features)
+            self._entries[image_id] = _entry(individual_id, features.keypoints)
             self._index.add(image_id, features.descriptors)
 
     def remove(self, image_ids: Iterable[int]) -> None:
@@ -269,8 +280,8 @@ class LocalSearch:
         return ranked
 
 
-def _entry(individual_id: str, features: LocalFeatures) -> _Entry:
-    points = np.ascontiguousarray(features.keypoints[:, :2], dtype=np.float32)
+def _entry(individual_id: str, keypoints: np.ndarray) -> _Entry:
+    points = np.ascontiguousarray(keypoints[:, :2], dtype=np.float32)
     spread = float(np.hypot(*np.ptp(points, axis=0))) if len(points) else 1.0
     return _Entry(individual_id, points, max(1.0, _RANSAC_TOLERANCE * spread))
 

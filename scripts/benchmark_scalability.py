@@ -376,7 +376,7 @@ def _descriptor_point(
     started = time.perf_counter()
     search = LocalSearch(engine, upright=True)
     faiss.omp_set_num_threads(os.cpu_count() or 1)  # build time is not the bar: every core
-    search.replace(None, [(i, label, f) for i, (label, f) in enumerate(gallery, start=1)])
+    search.build([(i, label, f) for i, (label, f) in enumerate(gallery, start=1)])
     faiss.omp_set_num_threads(1)  # searches on one thread, as the service runs them
     build_s = time.perf_counter() - started
     rss_after = _rss_bytes()

@@ -117,6 +117,17 @@ def rows() -> list[str]:
                 f" {point['identify_ms_p50']:.0f} ms / {point['index_kib_per_photo']:.1f} KiB |"
                 " <= 200 ms / <= 50 KiB | [scalability](reports/scalability.md) |"
             )
+    cluster = _load("cluster.json")
+    if cluster:
+        for row in cluster["sets"]:
+            rates = row["photos_per_s"]
+            out.append(
+                f"| photos/s, {row['set']}: enrol / batch identify, one process against a"
+                f" {cluster['workers']}-worker local Ray cluster |"
+                f" {rates['enrol, one process']:.2f} / {rates['identify, one process']:.2f}"
+                f" against {rates['enrol, cluster']:.2f} / {rates['identify, cluster']:.2f} |"
+                " - | [cluster](reports/cluster.md) |"
+            )
     noise = _load("noise.json")
     if noise:
         worst = max(

@@ -20,7 +20,7 @@ print(" ".join(sorted(
 
 _EVERY_SERVING_MODULE = """
 import importlib, pkgutil
-for package in ("service", "indexer", "embeddings"):
+for package in ("service", "cluster", "indexer", "embeddings"):
     root = importlib.import_module(package)
     for info in pkgutil.walk_packages(root.__path__, package + "."):
         if not info.name.startswith("embeddings.reference"):
@@ -49,3 +49,21 @@ def test_importing_serving_code_does_not_import_torch(module: str) -> None:
 
 def test_no_serving_module_imports_torch_or_the_reference_package() -> None:
     assert _torch_modules_after(_EVERY_SERVING_MODULE) == []
+
+
+def test_ray_is_imported_only_by_a_command_that_uses_it() -> None:
+    """Ray is an optional extra, and slow to import: `--help` and the service never load it."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _EVERY_SERVING_MODULE
+            + "import sys; print(sorted(m for m in sys.modules if m == 'ray'))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]"]

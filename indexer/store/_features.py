@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import numpy as np
+
 from indexer.store._checks import check_image_id, encode_features
 from indexer.store._connection import Connection
 from indexer.store._errors import NotFound, StoreError
-from indexer.store._rows import FEATURE_COLUMNS, FeatureInput, FeatureRow, feature_row
+from indexer.store._rows import F32, FEATURE_COLUMNS, FeatureInput, FeatureRow, feature_row
 
 __all__ = ["FeatureTable"]
 
@@ -74,6 +76,33 @@ class FeatureTable(Connection):
                 ).fetchall()
             for row in rows:
                 yield feature_row(row)
+            if len(rows) < batch:
+                return
+            last = int(rows[-1][0])
+
+    def iter_keypoints(
+        self, extractor: str, version: str, up_to_id: int, batch: int = 1024
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """(image id, (N, 4) keypoints) of one extractor's local feature rows with id up
+        to `up_to_id`, in id order, without reading their descriptors (what a saved
+        index lacks). Read `batch` rows at a time, as `iter_features`.
+        """
+        last = 0
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(
+                    "SELECT id, image_id, count, keypoints FROM features"
+                    " WHERE extractor = ? AND version = ? AND kind = 'local' AND id > ?"
+                    " AND id <= ? ORDER BY id LIMIT ?",
+                    (extractor, version, last, up_to_id, batch),
+                ).fetchall()
+            for fid, image_id, count, keypoints in rows:
+                if len(keypoints) != count * 4 * F32.itemsize:
+                    raise StoreError(f"feature row {fid}: blob size does not match ({count}, 4)")
+                yield (
+                    image_id,
+                    np.frombuffer(keypoints, dtype=F32).astype(np.float32).reshape(count, 4),
+                )
             if len(rows) < batch:
                 return
             last = int(rows[-1][0])

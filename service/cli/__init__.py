@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from cluster.session import ClusterError
 from embeddings.model_files import ModelFileError
 from indexer.store import StoreError
 from service.cli._exits import (
@@ -62,5 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"database error: {exc}", EXIT_FAILED)
     except ModelFileError as exc:
         return fail(f"model error: {exc}", EXIT_FAILED)
+    except ClusterError as exc:
+        return fail(f"cluster error: {exc}", EXIT_FAILED)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)

@@ -4,7 +4,11 @@ export."""
 from __future__ import annotations
 
 import argparse
+import hashlib
+import pickle
 import sys
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
@@ -19,7 +23,9 @@ from service.config import Settings
 from service.photo_sources import ManifestEntry, read_entries
 
 if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
+    from indexer.catalogue import Catalogue
     from indexer.gallery import Gallery
+    from indexer.results import EnrolResult
 
 __all__ = [
     "delete_image",
@@ -35,7 +41,8 @@ __all__ = [
 
 def enrol(args: argparse.Namespace, settings: Settings) -> int:
     """Enrol every labelled photo of a manifest or folder; bad photos are reported and
-    skipped, never abort the run."""
+    skipped, never abort the run. With `--ray ADDRESS`, photos are described on the
+    cluster's workers and stored here, in manifest order."""
     # Read the source before opening the gallery: a typo in the path must not create
     # an empty database as a side effect.
     entries = read_entries(args.source)
@@ -43,9 +50,14 @@ def enrol(args: argparse.Namespace, settings: Settings) -> int:
     interrupted = False
     gallery = open_gallery(settings, create=True)
     try:
-        with tqdm(entries, desc="enrol", unit="photo", file=sys.stderr) as bar:
-            for entry in bar:
-                counts[_enrol_one(gallery, entry, settings)] += 1
+        with tqdm(total=len(entries), desc="enrol", unit="photo", file=sys.stderr) as bar:
+            if args.ray is None:
+                outcomes = (_enrol_one(gallery, entry, settings) for entry in entries)
+            else:
+                outcomes = _enrol_on_cluster(gallery, entries, settings, args.ray, bar)
+            for outcome in outcomes:
+                counts[outcome] += 1
+                bar.update()
         # Probabilities stay calibrated as the catalogue grows (the service refits too,
         # but a CLI run may be the only writer).
         with progress_bar("calibrate", "query") as progress:
@@ -71,11 +83,72 @@ def _enrol_one(gallery: Gallery, entry: ManifestEntry, settings: Settings) -> st
     """Enrol one photo and return which counter it adds to."""
     if not entry.individual_id:
         return "skipped"
-    try:
-        photo = load_photo_file(entry.path, max_pixels=settings.max_image_pixels)
-        result = gallery.catalogue.enrol(
-            photo, entry.individual_id, species=entry.species, source_name=entry.path.name
+    return _stored(
+        entry,
+        lambda: gallery.catalogue.enrol(
+            load_photo_file(entry.path, max_pixels=settings.max_image_pixels),
+            entry.individual_id,
+            species=entry.species,
+            source_name=entry.path.name,
+        ),
+    )
+
+
+def _enrol_on_cluster(
+    gallery: Gallery, entries: list[ManifestEntry], settings: Settings, address: str, bar: tqdm
+) -> Iterator[str]:
+    """`_enrol_one` for each entry, the photos described on the cluster at `address`.
+    Photos stored already with every feature (a run resumed) are not sent."""
+    from cluster.batches import run_on_actors  # Ray is an optional extra
+    from cluster.session import connected
+    from service.cluster_jobs import Unusable, describe_job
+
+    catalogue = gallery.catalogue
+    sent = []
+    for entry in entries:
+        if not entry.individual_id:
+            yield "skipped"
+        elif _stored_already(catalogue, entry):
+            yield "duplicates"
+        else:
+            sent.append(entry)
+    bar.set_postfix_str(f"on {address}")
+    with connected(address) as cpus:
+        results = run_on_actors(
+            [str(entry.path) for entry in sent], partial(describe_job, settings), cpus
         )
+        for entry, data in zip(sent, results, strict=True):
+            described = pickle.loads(data)
+            if isinstance(described, Unusable):
+                tqdm.write(
+                    f"failed: {entry.path}: {described.reason}: {described.message}",
+                    file=sys.stderr,
+                )
+                yield "failed"
+                continue
+            yield _stored(
+                entry,
+                lambda entry=entry, described=described: catalogue.enrol_described(
+                    described,
+                    entry.individual_id,
+                    species=entry.species,
+                    source_name=entry.path.name,
+                ),
+            )
+
+
+def _stored_already(catalogue: Catalogue, entry: ManifestEntry) -> bool:
+    try:
+        content = entry.path.read_bytes()
+    except OSError:
+        return False  # the worker says what is wrong with it
+    return catalogue.holds(hashlib.sha256(content).hexdigest(), entry.individual_id)
+
+
+def _stored(entry: ManifestEntry, enrol: Callable[[], EnrolResult]) -> str:
+    """Run one enrolment and return which counter it adds to; a refusal is reported."""
+    try:
+        result = enrol()
     except ImageError as exc:
         tqdm.write(f"failed: {entry.path}: {exc.reason}: {exc.message}", file=sys.stderr)
         return "failed"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,11 +39,14 @@ def identify(args: argparse.Namespace, settings: Settings) -> int:
     if not args.images and args.source is None:
         args.parser.print_usage(sys.stderr)
         return fail("identify: name photos, or give --from MANIFEST_OR_FOLDER", EXIT_USAGE)
+    if args.ray is not None and args.out is None:
+        args.parser.print_usage(sys.stderr)
+        return fail("identify: --ray writes its answers to a file: give --out FILE", EXIT_USAGE)
     photos: list[Path] = list(args.images)
     if args.source is not None:
         photos += read_photos(args.source)
     if args.out is not None:
-        return _identify_into(args.out, photos, args.top_k, settings)
+        return _identify_into(args.out, photos, args.top_k, settings, args.ray)
     failed = False
     with opened_gallery(settings) as gallery:
         for path in photos:
@@ -55,10 +61,13 @@ def identify(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _identify_into(out: Path, photos: list[Path], top_k: int | None, settings: Settings) -> int:
+def _identify_into(
+    out: Path, photos: list[Path], top_k: int | None, settings: Settings, address: str | None
+) -> int:
     """Append one JSON answer per line to `out` (JSON Lines; `image` names the photo as
     given). A run that stops, however it stops, is resumed by running it again: photos
-    already answered in `out` are skipped, and a line torn by a crash is dropped."""
+    already answered in `out` are skipped, and a line torn by a crash is dropped. With
+    `address`, the photos are identified on that Ray cluster's workers."""
     answered = _answered(out)
     todo = [path for path in photos if str(path) not in answered]
     failed = False
@@ -73,8 +82,12 @@ def _identify_into(out: Path, photos: list[Path], top_k: int | None, settings: S
             file=sys.stderr,
         ) as bar,
     ):
-        for path in todo:
-            answer = _answer(gallery, path, top_k)
+        if address is None:
+            answers = (_answer(gallery, path, top_k) for path in todo)
+        else:
+            gallery.save()  # the workers load the index as this process has it
+            answers = _answers_on_cluster(todo, top_k, settings, address)
+        for answer in answers:
             failed |= answer is None or answer.rejection_reason in _UNREADABLE
             if answer is not None:
                 # One write and a flush per answer: a crash loses at most the photo in hand.
@@ -83,6 +96,25 @@ def _identify_into(out: Path, photos: list[Path], top_k: int | None, settings: S
             bar.update()
     print(f"{len(todo)} identified, {len(photos) - len(todo)} already in {out}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _answers_on_cluster(
+    photos: list[Path], top_k: int | None, settings: Settings, address: str
+) -> Iterator[Identification | None]:
+    """`_answer` for each photo, in order, computed on the Ray cluster at `address`."""
+    from cluster.batches import run_on_actors  # Ray is an optional extra
+    from cluster.session import connected
+    from service.cluster_jobs import Unreadable, identify_job
+
+    with connected(address) as cpus:
+        job = partial(identify_job, settings, top_k)
+        for data in run_on_actors([str(path) for path in photos], job, cpus):
+            answer = pickle.loads(data)
+            if isinstance(answer, Unreadable):
+                print(f"whaleid: {answer.message}", file=sys.stderr)
+                yield None
+            else:
+                yield answer
 
 
 def _answered(out: Path) -> set[str]:

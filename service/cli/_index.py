@@ -18,12 +18,20 @@ _SHOWN = 5
 
 def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     """Give stored photos the features of the current extractor settings and models,
-    from their stored files, then rebuild the derived search index from the database."""
+    from their stored files, then rebuild the derived search index from the database;
+    with `--ray ADDRESS`, the index is filled in shards on that cluster's workers."""
     with opened_gallery(settings) as gallery:
         with progress_bar("re-extract", "photo") as progress:
             done = gallery.catalogue.reextract(progress)
         with progress_bar("rebuild", "image") as progress:
-            gallery.rebuild(progress=progress)
+            if args.ray is None:
+                gallery.rebuild(progress=progress)
+            else:
+                from cluster.index_build import fill_on_cluster  # Ray is an optional extra
+                from cluster.session import connected
+
+                with connected(args.ray) as cpus:
+                    gallery.rebuild(progress=progress, fill=fill_on_cluster(cpus))
     if done.extracted:
         print(f"features extracted from {done.extracted} stored photos")
     missing = [u for u in done.unextracted if u.reason == "no_file"]

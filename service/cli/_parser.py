@@ -31,6 +31,13 @@ def _port(text: str) -> int:
     return value
 
 
+_RAY_HELP = (
+    "run the photos on the Ray cluster whose head is at ADDRESS (HOST:PORT; needs"
+    " whaleid[cluster], and every worker must see the photos and the data folder at the"
+    " same paths)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # The shared options sit on every leaf command, not on the top-level parser:
     # argparse lets a sub-parser's default overwrite a value given before the command.
@@ -59,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         " folder with one sub-folder per individual.",
     )
     enrol.add_argument("source", type=Path, metavar="SOURCE", help="manifest .csv or folder")
+    enrol.add_argument("--ray", metavar="ADDRESS", help=_RAY_HELP)
     enrol.set_defaults(command=_catalogue.enrol)
 
     identify = commands.add_parser(
@@ -87,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"candidates to show, 1-{MAX_TOP_K} (default: engine.top_k)",
     )
     identify.add_argument("--json", action="store_true", help="one JSON object per line")
+    identify.add_argument("--ray", metavar="ADDRESS", help=_RAY_HELP + "; needs --out")
     identify.set_defaults(command=_identify.identify, parser=identify)
 
     index = commands.add_parser("index", help="manage the search index")
@@ -99,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         " settings and installed models, extracted from its stored file, then rebuild the"
         " search index and refit the calibration. Photos enrolled before photo files were"
         " kept are reported: enrol their files again.",
+    )
+    rebuild.add_argument(
+        "--ray", metavar="ADDRESS", help="fill the index in shards on the Ray cluster at ADDRESS"
     )
     rebuild.set_defaults(command=_index.rebuild)
     centroids = index_commands.add_parser(

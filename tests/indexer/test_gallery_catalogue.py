@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from embeddings.photo import Photo
 from indexer.gallery import Gallery
-from indexer.store import Conflict, NotFound
+from indexer.store import Conflict, InvalidInput, NotFound
 from tests.indexer.test_gallery import GALLERY_SEEDS, QUERY_SEED, photo
 
 PEOPLE = ["ind-00", "ind-01", "ind-02", "ind-03"]
@@ -192,3 +193,35 @@ def test_calibrations_fitted_by_one_process_are_used_by_the_other(data: Path, ph
     with Gallery.open(data) as reopened:
         assert reopened.calibrator.current().photos == 24
         assert not reopened.calibrator.refit_if_due()  # nothing grew since
+
+
+def test_a_photo_described_elsewhere_is_stored_as_if_described_here(tmp_path: Path, photos) -> None:
+    """The cluster's enrolment: a worker describes, the catalogue stores."""
+    here, there = tmp_path / "here", tmp_path / "there"
+    with Gallery.open(here) as gallery:
+        stored = gallery.catalogue.enrol(photos["ind-00", QUERY_SEED], "ind-00")
+        expected = gallery.store.feature(
+            stored.image_id, gallery.extractor.name, gallery.extractor.version
+        )
+    with Gallery.open(there) as gallery:
+        described = gallery.catalogue.describer.described(photos["ind-00", QUERY_SEED])
+        result = gallery.catalogue.enrol_described(described, "ind-00")
+        again = gallery.catalogue.enrol_described(described, "ind-00")
+        got = gallery.store.feature(
+            result.image_id, gallery.extractor.name, gallery.extractor.version
+        )
+
+    assert result.created and not again.created
+    assert got is not None and expected is not None
+    assert got.features.descriptors.tobytes() == expected.features.descriptors.tobytes()
+
+
+def test_a_photo_described_with_other_settings_is_refused(tmp_path: Path, photos) -> None:
+    with Gallery.open(tmp_path) as gallery:
+        described = gallery.catalogue.describer.described(photos["ind-00", QUERY_SEED])
+        (name, _, features), *_ = described.features
+        other = msgspec.structs.replace(described, features=[(name, "0-other", features)])
+
+        with pytest.raises(InvalidInput, match=r"described with rootsift-0-other, but this"):
+            gallery.catalogue.enrol_described(other, "ind-00")
+        assert gallery.store.count_images() == 0

@@ -89,6 +89,7 @@ def queries(tmp_path: Path) -> dict[str, Path]:
         pytest.param(["frobnicate"], id="unknown-command"),
         pytest.param(["index"], id="index-without-subcommand"),
         pytest.param(["identify"], id="identify-without-images"),
+        pytest.param(["identify", "--from", "d", "--ray", "h:1"], id="identify-ray-without-out"),
         pytest.param(["identify", "a.jpg", "--top-k", "0"], id="top-k-zero"),
         pytest.param(["identify", "a.jpg", "--top-k", "51"], id="top-k-too-big"),
         pytest.param(["evaluate", "m.csv"], id="evaluate-without-json"),
