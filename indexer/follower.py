@@ -8,6 +8,7 @@ answering, a reader calls `catch_up`, which costs one small query when nothing c
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from embeddings.protocol import GlobalEmbedding, LocalFeatures
@@ -18,6 +19,8 @@ from indexer.results import Progress
 from indexer.store import Store
 
 __all__ = ["Follower", "Progress"]
+
+_log = logging.getLogger(__name__)
 
 
 class Follower:
@@ -119,6 +122,13 @@ class Follower:
             if self.deep is not None:
                 self._add_deep()
             if self.local.outgrown:
+                # Said, because the writer that crossed the size waits for it (about a
+                # minute at 1 000 photos on 2 cores).
+                _log.warning(
+                    "the search index has outgrown its kind at %d descriptors: rebuilding it"
+                    " from the database",
+                    self.local.descriptors,
+                )
                 self.rebuild()
             self._marker = marker
 

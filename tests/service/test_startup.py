@@ -22,8 +22,10 @@ def test_probes_answer_while_the_catalogue_opens(
 ) -> None:
     release = threading.Event()
     real_open = Gallery.open
+    progress = None  # the opening's progress callback, once the opening calls Gallery.open
 
     def slow_open(data_dir: Path, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal progress
         progress = kwargs["progress"]
         progress(120, 1000)  # as a rebuild reports it
         assert release.wait(timeout=30)
@@ -51,6 +53,10 @@ def test_probes_answer_while_the_catalogue_opens(
         # The web interface loads, and says the catalogue is opening (from /ready).
         assert client.get("/").status_code == 200
         assert client.get("/ui/app.js").status_code == 200
+        progress(1000, 1000)  # every photo read: the index is built, silently
+        assert client.get("/ready").json()["detail"] == (
+            "rebuilding the search index: all 1000 photos read, building the index"
+        )
         release.set()
         assert client.get("/ready").status_code == 200
         answer = client.post("/v1/identify", files={"file": ("q.jpg", encode(sighting(1, 0)))})
