@@ -45,6 +45,16 @@ def saved(page: Page, count: int) -> None:
     expect(page.locator(".queue li[data-saved=true]")).to_have_count(count)
 
 
+def test_before_any_photo_the_page_says_what_to_do_and_which_key_does_what(
+    page: Page, server: Server
+) -> None:
+    empty = page.locator(".empty-state")
+    expect(empty).to_contain_text("Add photos or a ZIP of a survey")
+    expect(empty.locator("dl.keys dt kbd")).to_have_count(9)
+    expect(empty.locator("dl.keys dd").first).to_contain_text("accept")
+    expect(empty).not_to_contain_text("[object")
+
+
 def test_a_query_opens_beside_its_best_candidate_and_enter_confirms_it(
     page: Page, server: Server
 ) -> None:

@@ -358,7 +358,7 @@ function renderEmpty() {
     [["Enter", "accept: confirm the chosen candidate, or name a new individual"],
       ["1-5", "choose a candidate"], ["c", "confirm the chosen candidate"], ["n", "no match: a new individual"],
       ["m", "merge two candidates"], ["s", "skip"], ["u", "undo"], ["p", "matched points on/off"],
-      ["← →", "previous / next photo"]].map(([key, what]) => [h("dt", {}, h("kbd", {}, key)), h("dd", {}, what)])));
+      ["← →", "previous / next photo"]].flatMap(([key, what]) => [h("dt", {}, h("kbd", {}, key)), h("dd", {}, what)])));
 }
 
 function decisionText(item) {
