@@ -105,6 +105,9 @@ def _enrol_on_cluster(
 
     catalogue = gallery.catalogue
     sent = []
+    # Each file is read once here to know it by content: a long pause, said, on a large
+    # archive on slow storage.
+    bar.set_postfix_str("finding the photos stored already")
     for entry in entries:
         if not entry.individual_id:
             yield "skipped"
