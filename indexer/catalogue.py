@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
-from embeddings.images import load_photo
+from embeddings.images import load_photo_file
 from embeddings.keypoints import RootSiftExtractor
 from embeddings.photo import ImageError, Photo
 from embeddings.protocol import GlobalExtractor, Locator
@@ -32,11 +33,14 @@ from indexer.store import (
     StoreError,
 )
 
-__all__ = ["Catalogue", "PhotoElsewhere"]
+__all__ = ["REEXTRACT_MAX_PIXELS", "Catalogue", "DescribeFiles", "PhotoElsewhere"]
 
-# Stored photos were accepted when enrolled; re-extraction decodes them under a generous
-# limit rather than the upload limit of the day.
-_REEXTRACT_MAX_PIXELS = 200_000_000
+REEXTRACT_MAX_PIXELS = 200_000_000
+"""Stored photos were accepted when enrolled: re-extraction decodes them under this
+generous limit rather than the upload limit of the day."""
+
+DescribeFiles = Callable[[list[Path]], Iterator[DescribedPhoto | ImageError]]
+"""describe(photo files) -> each described, or the `ImageError` that refused it, in order."""
 
 
 class PhotoElsewhere(Conflict):
@@ -398,40 +402,72 @@ class Catalogue:
         self._changed()
         return stored
 
-    def reextract(self, progress: Progress | None = None) -> Reextraction:
+    def reextract(
+        self, progress: Progress | None = None, describe: DescribeFiles | None = None
+    ) -> Reextraction:
         """Give every stored photo the features searched now, extracted from its stored
         file: after the extractor settings changed, or a deep model was installed.
 
         Args:
             progress: progress(done, total) over the photos lacking features.
+            describe: describes the stored files elsewhere (a cluster's workers), given
+                their paths, in order; by default each photo gets here only the features
+                it lacks.
 
         Returns:
             How many photos were given features, and each that could not be (no stored
             file, or a file that does not decode), with the reason.
         """
         labels = self.store.image_labels()
-        pending = sorted(i for i in labels if self.missing(i))
+        pending = [
+            row
+            for image_id in sorted(labels)
+            if self.missing(image_id) and (row := self.store.image(image_id)) is not None
+        ]
+        stored = [row for row in pending if self.photos.has(row.sha256)]
+        unextracted = [_unextracted(row, "no_file") for row in pending if row not in stored]
+        if describe is None:
+            errors = (self._reextracted_here(row) for row in stored)
+        else:
+            described = describe([self.photos.path(row.sha256) for row in stored])
+            errors = (
+                self._stored_described(row, photo)
+                for row, photo in zip(stored, described, strict=True)
+            )
         extracted = 0
-        unextracted: list[Unextracted] = []
-        for done, image_id in enumerate(pending, start=1):
-            row = self.store.image(image_id)
-            if row is not None:
-                try:
-                    photo = load_photo(
-                        self.photos.read(row.sha256), max_pixels=_REEXTRACT_MAX_PIXELS
-                    )
-                    # Adds what the stored photo lacks, as a repeated enrolment does.
-                    self.enrol(photo, row.individual_id, source_name=row.source_name)
-                    extracted += 1
-                except FileNotFoundError:
-                    unextracted.append(_unextracted(row, "no_file"))
-                except ImageError as exc:
-                    unextracted.append(_unextracted(row, f"{exc.reason}: {exc.message}"))
+        for done, (row, error) in enumerate(
+            zip(stored, errors, strict=True), start=len(unextracted) + 1
+        ):
+            if error is None:
+                extracted += 1
+            else:
+                unextracted.append(_unextracted(row, error))
             if progress is not None:
                 progress(done, len(pending))
         return Reextraction(
             extracted=extracted, current=len(labels) - len(pending), unextracted=unextracted
         )
+
+    def _reextracted_here(self, row: ImageRow) -> str | None:
+        """Add what a stored photo lacks, as enrolling it again does; why not, if not."""
+        try:
+            photo = load_photo_file(self.photos.path(row.sha256), max_pixels=REEXTRACT_MAX_PIXELS)
+            self.enrol(photo, row.individual_id, source_name=row.source_name)
+        except ImageError as exc:
+            return f"{exc.reason}: {exc.message}"
+        return None
+
+    def _stored_described(self, row: ImageRow, photo: DescribedPhoto | ImageError) -> str | None:
+        """Add what a stored photo lacks from its description; why not, if not."""
+        try:
+            if isinstance(photo, ImageError):
+                raise photo
+            self.enrol_described(photo, row.individual_id, source_name=row.source_name)
+        except ImageError as exc:
+            return f"{exc.reason}: {exc.message}"
+        except InvalidInput as exc:  # described with other settings or models
+            return str(exc)
+        return None
 
     def _remove_files(self, shas: Sequence[str]) -> None:
         """Remove the photo files of rows already deleted (never of a row that exists:

@@ -96,18 +96,23 @@ def test_identify_on_the_cluster_answers_as_one_process(
     )
 
 
-def test_index_rebuild_on_the_cluster_builds_the_same_index(
+def test_index_rebuild_on_the_cluster_re_extracts_and_builds_as_one_process(
     cluster: Cluster, one_process: Path, tmp_path: Path
 ) -> None:
+    """After a settings change every stored photo is described again, on the workers."""
+    config = tmp_path / "whaleid.toml"
+    config.write_text("[features]\nmax_features = 600\n")
     runs = {}
     for name, extra in (("one", []), ("cluster", ["--ray", cluster.address])):
         data = tmp_path / name
         shutil.copytree(one_process, data)
-        run = whaleid("index", "rebuild", "--data", data, *extra)
+        run = whaleid("index", "rebuild", "--data", data, "--config", config, *extra)
         assert run.returncode == 0, run.stderr
-        runs[name] = index_bytes(data)
+        assert f"features extracted from {len(INDIVIDUALS) * PHOTOS} stored photos" in run.stdout
+        runs[name] = catalogue(data), index_bytes(data)
 
     assert runs["cluster"] == runs["one"]
+    assert len(runs["one"][0][1]) == 2 * len(INDIVIDUALS) * PHOTOS  # old and new features
 
 
 def test_a_command_killed_mid_run_resumes_without_storing_twice(
