@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 from embeddings.images import load_photo_file
@@ -143,16 +144,10 @@ class Catalogue:
             ImageError: "low_confidence", the photo holds too little texture to be
                 matched (and no deep model would find it either).
         """
-
-        def features(wanted: set[str]) -> list[Feature]:
-            if prepared is None:
-                return self.describer.describe(photo, wanted)
-            return [f for f in prepared if f[0] in wanted]
-
         return self._store(
             PhotoRecord.of(photo),
             individual_id,
-            features,
+            partial(self.describer.describe, photo) if prepared is None else _picked(prepared),
             species=species,
             source_name=source_name,
             move=move,
@@ -185,7 +180,7 @@ class Catalogue:
         return self._store(
             photo.record,
             individual_id,
-            lambda wanted: [f for f in photo.features if f[0] in wanted],
+            _picked(photo.features),
             species=species,
             source_name=source_name,
         )
@@ -268,14 +263,11 @@ class Catalogue:
             and not self.missing(row.id)
         )
 
-    def missing(self, image_id: int | None) -> set[str]:
-        """Names of the extractors whose features a stored photo lacks (all for None)."""
-        names = self.describer.versions
-        if image_id is None:
-            return set(names)
+    def missing(self, image_id: int) -> set[str]:
+        """Names of the extractors whose features a stored photo lacks."""
         return {
             name
-            for name, version in names.items()
+            for name, version in self.describer.versions.items()
             if self.store.feature(image_id, name, version) is None
         }
 
@@ -424,8 +416,13 @@ class Catalogue:
             for image_id in sorted(labels)
             if self.missing(image_id) and (row := self.store.image(image_id)) is not None
         ]
-        stored = [row for row in pending if self.photos.has(row.sha256)]
-        unextracted = [_unextracted(row, "no_file") for row in pending if row not in stored]
+        stored: list[ImageRow] = []
+        unextracted: list[Unextracted] = []
+        for row in pending:
+            if self.photos.has(row.sha256):
+                stored.append(row)
+            else:
+                unextracted.append(_unextracted(row, "no_file"))
         if describe is None:
             errors = (self._reextracted_here(row) for row in stored)
         else:
@@ -485,6 +482,11 @@ def canonical_id(individual_id: str) -> str:
     if not isinstance(individual_id, str):
         return individual_id
     return unicodedata.normalize("NFC", individual_id.strip())
+
+
+def _picked(features: list[Feature]) -> Callable[[set[str]], list[Feature]]:
+    """features(wanted) from features already extracted: those of the extractors named."""
+    return lambda wanted: [feature for feature in features if feature[0] in wanted]
 
 
 def _named(versions: dict[str, str]) -> str:

@@ -120,11 +120,10 @@ def _enrol(
 ) -> tuple[float, float]:
     """Seconds, and CPU seconds of this process, to enrol `rows` into a new catalogue, as
     `whaleid enrol` does."""
-    from cluster.batches import run_on_actors
     from cluster.session import connected
     from embeddings.images import load_photo_file
     from service.cli._data import opened_gallery
-    from service.cluster_jobs import describe_job
+    from service.cluster_jobs import described_on_cluster
 
     paths = [folder / r["path"] for r in rows]
     with opened_gallery(settings, create=True) as gallery:
@@ -135,11 +134,12 @@ def _enrol(
                 gallery.catalogue.enrol(photo, row["individual_id"], source_name=path.name)
         else:
             with connected(address) as cpus:
-                job = partial(describe_job, settings)
-                results = run_on_actors([str(p) for p in paths], job, cpus)
-                for path, row, data in zip(paths, rows, results, strict=True):
+                described = described_on_cluster(settings, cpus)(paths)
+                for path, row, photo in zip(paths, rows, described, strict=True):
+                    if isinstance(photo, Exception):  # no photo of the set is refused
+                        raise photo
                     gallery.catalogue.enrol_described(
-                        pickle.loads(data), row["individual_id"], source_name=path.name
+                        photo, row["individual_id"], source_name=path.name
                     )
         return time.perf_counter() - start, time.process_time() - cpu
 

@@ -9,21 +9,24 @@ never to storage.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import cv2
 import msgspec
 
+from cluster.batches import run_on_actors
 from embeddings.images import load_photo_file
 from embeddings.keypoints import RootSiftExtractor
 from embeddings.photo import ImageError
+from indexer.catalogue import DescribeFiles
 from indexer.describer import DescribedPhoto, Describer
 from indexer.local_search import SearchParameters
 from service.config import Settings
 from service.opening import load_configured_models, open_gallery
 
-__all__ = ["Unreadable", "Unusable", "describe_job", "identify_job"]
+__all__ = ["Unreadable", "Unusable", "describe_job", "described_on_cluster", "identify_job"]
 
 
 class Unusable(msgspec.Struct, frozen=True):
@@ -57,6 +60,22 @@ def describe_job(settings: Settings) -> Callable[[str], bytes]:
         except ImageError as exc:
             result = Unusable(exc.reason, exc.message)
         return pickle.dumps(result)
+
+    return describe
+
+
+def described_on_cluster(settings: Settings, cpus: int) -> DescribeFiles:
+    """Photo files described by `describe_job` on up to `cpus` actors of the connected
+    cluster: each a `DescribedPhoto`, or the `ImageError` that refused it, in order."""
+
+    def describe(paths: list[Path]) -> Iterator[DescribedPhoto | ImageError]:
+        job = partial(describe_job, settings)
+        for data in run_on_actors([str(path) for path in paths], job, cpus):
+            described = pickle.loads(data)
+            if isinstance(described, Unusable):
+                yield ImageError(described.reason, described.message)  # type: ignore[arg-type]
+            else:
+                yield described
 
     return describe
 

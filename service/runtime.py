@@ -44,6 +44,7 @@ _REFIT_CHECK_S = 30.0
 
 _REBUILDING = "rebuilding the search index"
 
+
 class Opening(msgspec.Struct, kw_only=True):
     """How far opening the gallery has got: shown by /ready until it is open."""
 

@@ -10,7 +10,13 @@ import numpy as np
 from indexer.store._checks import check_image_id, encode_features
 from indexer.store._connection import Connection
 from indexer.store._errors import NotFound, StoreError
-from indexer.store._rows import F32, FEATURE_COLUMNS, FeatureInput, FeatureRow, feature_row
+from indexer.store._rows import (
+    FEATURE_COLUMNS,
+    FeatureInput,
+    FeatureRow,
+    feature_row,
+    keypoints_array,
+)
 
 __all__ = ["FeatureTable"]
 
@@ -97,12 +103,7 @@ class FeatureTable(Connection):
                     (extractor, version, last, up_to_id, batch),
                 ).fetchall()
             for fid, image_id, count, keypoints in rows:
-                if len(keypoints) != count * 4 * F32.itemsize:
-                    raise StoreError(f"feature row {fid}: blob size does not match ({count}, 4)")
-                yield (
-                    image_id,
-                    np.frombuffer(keypoints, dtype=F32).astype(np.float32).reshape(count, 4),
-                )
+                yield image_id, keypoints_array(fid, count, keypoints)
             if len(rows) < batch:
                 return
             last = int(rows[-1][0])

@@ -27,6 +27,7 @@ __all__ = [
     "feature_row",
     "image_row",
     "individual_row",
+    "keypoints_array",
     "utc_now",
 ]
 
@@ -166,16 +167,21 @@ def individual_row(row: tuple) -> Individual:
     )
 
 
+def keypoints_array(fid: int, count: int, blob: bytes) -> np.ndarray:
+    """Feature row `fid`'s (count, 4) keypoints, a read-only view on the stored bytes."""
+    if len(blob) != count * 4 * F32.itemsize:
+        raise StoreError(f"feature row {fid}: blob sizes do not match ({count}, 4)")
+    return np.frombuffer(blob, dtype=F32).astype(np.float32, copy=False).reshape(count, 4)
+
+
 def feature_row(row: tuple) -> FeatureRow:
     fid, image_id, extractor, version, kind, count, dim, keypoints, data = row
     features: LocalFeatures | GlobalEmbedding
     if kind == "local":
-        if len(keypoints) != count * 4 * F32.itemsize or len(data) != count * dim:
+        if len(data) != count * dim:
             raise StoreError(f"feature row {fid}: blob sizes do not match ({count}, {dim})")
         features = LocalFeatures(
-            keypoints=np.frombuffer(keypoints, dtype=F32)
-            .astype(np.float32, copy=False)
-            .reshape(count, 4),
+            keypoints=keypoints_array(fid, count, keypoints),
             descriptors=np.frombuffer(data, dtype=U8).reshape(count, dim),
         )
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import pickle
 import sys
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -24,6 +23,7 @@ from service.photo_sources import ManifestEntry, read_entries
 
 if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
     from indexer.catalogue import Catalogue
+    from indexer.describer import DescribedPhoto
     from indexer.gallery import Gallery
     from indexer.results import EnrolResult
 
@@ -99,9 +99,8 @@ def _enrol_on_cluster(
 ) -> Iterator[str]:
     """`_enrol_one` for each entry, the photos described on the cluster at `address`.
     Photos stored already with every feature (a run resumed) are not sent."""
-    from cluster.batches import run_on_actors  # Ray is an optional extra
-    from cluster.session import connected
-    from service.cluster_jobs import Unusable, describe_job
+    from cluster.session import connected  # Ray is an optional extra
+    from service.cluster_jobs import described_on_cluster
 
     catalogue = gallery.catalogue
     sent = []
@@ -117,27 +116,19 @@ def _enrol_on_cluster(
             sent.append(entry)
     bar.set_postfix_str(f"on {address}")
     with connected(address) as cpus:
-        results = run_on_actors(
-            [str(entry.path) for entry in sent], partial(describe_job, settings), cpus
-        )
-        for entry, data in zip(sent, results, strict=True):
-            described = pickle.loads(data)
-            if isinstance(described, Unusable):
-                tqdm.write(
-                    f"failed: {entry.path}: {described.reason}: {described.message}",
-                    file=sys.stderr,
-                )
-                yield "failed"
-                continue
-            yield _stored(
-                entry,
-                lambda entry=entry, described=described: catalogue.enrol_described(
-                    described,
-                    entry.individual_id,
-                    species=entry.species,
-                    source_name=entry.path.name,
-                ),
-            )
+        described = described_on_cluster(settings, cpus)([entry.path for entry in sent])
+        for entry, photo in zip(sent, described, strict=True):
+            yield _stored(entry, partial(_enrol_described, catalogue, entry, photo))
+
+
+def _enrol_described(
+    catalogue: Catalogue, entry: ManifestEntry, photo: DescribedPhoto | ImageError
+) -> EnrolResult:
+    if isinstance(photo, ImageError):  # reported by `_stored`, as on one process
+        raise photo
+    return catalogue.enrol_described(
+        photo, entry.individual_id, species=entry.species, source_name=entry.path.name
+    )
 
 
 def _stored_already(catalogue: Catalogue, entry: ManifestEntry) -> bool:

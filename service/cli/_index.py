@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
-from collections.abc import Iterator
 from contextlib import ExitStack
-from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import msgspec
 
-from embeddings.photo import ImageError
 from service.cli._data import opened_gallery
 from service.cli._exits import EXIT_OK, CommandError
 from service.cli._output import progress_bar
 from service.config import Settings
-
-if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
-    from indexer.catalogue import DescribeFiles
-    from indexer.describer import DescribedPhoto
 
 __all__ = ["import_centroids", "rebuild", "stats"]
 
@@ -39,9 +29,13 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
         if args.ray is not None:
             from cluster.index_build import fill_on_cluster  # Ray is an optional extra
             from cluster.session import connected
+            from indexer.catalogue import REEXTRACT_MAX_PIXELS
+            from service.cluster_jobs import described_on_cluster
 
             cpus = stack.enter_context(connected(args.ray))
-            describe, fill = _described_on_cluster(settings, cpus), fill_on_cluster(cpus)
+            # The stored photos were accepted when enrolled, whatever today's upload limit.
+            generous = msgspec.structs.replace(settings, max_image_pixels=REEXTRACT_MAX_PIXELS)
+            describe, fill = described_on_cluster(generous, cpus), fill_on_cluster(cpus)
         with progress_bar("re-extract", "photo") as progress:
             done = gallery.catalogue.reextract(progress, describe)
         with progress_bar("rebuild", "image") as progress:
@@ -63,26 +57,6 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
         print(f"failed: image {item.image_id} ({item.source_name}): {item.reason}", file=sys.stderr)
     print(f"index rebuilt in {settings.data_dir}")
     return EXIT_OK
-
-
-def _described_on_cluster(settings: Settings, cpus: int) -> DescribeFiles:
-    """Stored photo files described by the connected cluster's workers."""
-    from cluster.batches import run_on_actors
-    from indexer.catalogue import REEXTRACT_MAX_PIXELS
-    from service.cluster_jobs import Unusable, describe_job
-
-    # The photos were accepted when enrolled, whatever today's upload limit.
-    generous = msgspec.structs.replace(settings, max_image_pixels=REEXTRACT_MAX_PIXELS)
-
-    def describe(paths: list[Path]) -> Iterator[DescribedPhoto | ImageError]:
-        for data in run_on_actors([str(p) for p in paths], partial(describe_job, generous), cpus):
-            described = pickle.loads(data)
-            if isinstance(described, Unusable):
-                yield ImageError(described.reason, described.message)  # type: ignore[arg-type]
-            else:
-                yield described
-
-    return describe
 
 
 def import_centroids(args: argparse.Namespace, settings: Settings) -> int:
