@@ -33,9 +33,7 @@ def fill_on_cluster(shards: int) -> Fill:
     return fill
 
 
-def _add_shard(
-    empty: np.ndarray, image_ids: list[int], descriptors: list[np.ndarray]
-) -> np.ndarray:
+def _add_shard(empty: bytes, image_ids: list[int], descriptors: list[np.ndarray]) -> bytes:
     shard = DescriptorIndex.from_bytes(empty, exact_max=0, nprobe=1)
     for image_id, photo in zip(image_ids, descriptors, strict=True):
         shard.add(image_id, photo)

@@ -1,8 +1,9 @@
 """A descriptor index too large for one machine, split by photo across Ray actors.
 
 Every shard holds an index with the same training (the same IVF lists), so a query
-descriptor probes the same lists in each; the k nearest of each shard, merged, are the
-k nearest of the whole. `ShardedIndex` stands in for `DescriptorIndex` in the local
+descriptor probes the same lists in each; the candidates of each shard, merged and cut
+as one index cuts them, are the candidates of the whole, and the k nearest of those by
+exact distance are the whole index's k nearest. `ShardedIndex` stands in for `DescriptorIndex` in the local
 search, so answers are those of the unsharded index.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cluster.session import import_ray
-from indexer.descriptor_index import DescriptorIndex
+from indexer.descriptor_index import Candidates, DescriptorIndex
 
 __all__ = ["ShardedIndex"]
 
@@ -21,7 +22,7 @@ __all__ = ["ShardedIndex"]
 class _Shard:
     """One actor's part of the index."""
 
-    def __init__(self, empty: np.ndarray, exact_max: int, nprobe: int) -> None:
+    def __init__(self, empty: bytes, exact_max: int, nprobe: int) -> None:
         self.index = DescriptorIndex.from_bytes(empty, exact_max, nprobe)
 
     def add(self, image_ids: Sequence[int], descriptors: Sequence[np.ndarray]) -> int:
@@ -32,8 +33,8 @@ class _Shard:
     def remove(self, image_id: int) -> int:
         return self.index.remove(image_id)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.index.search(queries, k)
+    def candidates(self, queries: np.ndarray, k: int) -> Candidates:
+        return self.index.candidates(queries, k)
 
 
 class ShardedIndex:
@@ -89,9 +90,11 @@ class ShardedIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """As `DescriptorIndex.search`: the k nearest over every shard."""
-        parts = self._ray.get([actor.search.remote(queries, k) for actor in self._shards])
-        distances, image_ids, keypoints = (np.hstack(column) for column in zip(*parts, strict=True))
-        # Stable, so that equal distances keep shard order.
-        nearest = np.argsort(distances, axis=1, kind="stable")[:, :k]
-        rows = np.arange(len(distances))[:, None]
-        return distances[rows, nearest], image_ids[rows, nearest], keypoints[rows, nearest]
+        parts = self._ray.get([actor.candidates.remote(queries, k) for actor in self._shards])
+        joined = {
+            field: np.hstack([getattr(part, field) for part in parts])
+            for field in ("coded", "exact", "image_ids", "keypoints")
+        }
+        # Each shard's candidates include those of the whole index that it holds; the
+        # cut in `nearest` keeps those.
+        return Candidates(**joined, kept=parts[0].kept).nearest(k)

@@ -135,11 +135,14 @@ def markdown(meta: dict, results: dict, gate: dict) -> str:
         " on every photo, rightwhale 0.538 and happywhale + distractors 0.738; only where"
         " the locator cropped the frame (close-ups count as crops), happywhale 0.738 and"
         " happywhale + distractors 0.677.",
-        "- local index: exact search up to 10 000 descriptors, an IVF with 8-bit codes"
-        " beyond (`indexer.descriptor_index`); the happywhale runs of 2026-12-03 10:30 are"
-        " the first on the IVF (exact before: weight-free 0.692, default install 0.800)."
-        " Measured alternative the same day, 32-byte fast-scan PQ codes (a quarter of the"
-        " memory): humpback-flukes 0.800, rightwhale 0.532, happywhale 0.646.",
+        "- local index: exact search up to 10 000 descriptors, beyond it an IVF of 16-byte"
+        " fast-scan PQ codes whose best candidates are re-scored against the exact"
+        " descriptors (`indexer.descriptor_index`). The weight-free runs of 2026-12-03"
+        " 17:11 are the first on it (candidates re-scored: 6 per neighbour); the other runs"
+        " used 8-bit scalar codes (SQ8), on which the weight-free runs gave"
+        " humpback-flukes 0.819, rightwhale 0.551, happywhale 0.723 (exact search before:"
+        " happywhale 0.692). 32-byte fast-scan codes without re-scoring gave 0.800, 0.532"
+        " and 0.646; with it, happywhale 0.738 (17:18).",
         f"- distractors: photos of other animals enrolled and never queried ({', '.join(DISTRACTORS)}"
         " sets; see `whaleid evaluate --distractors`).",
         "",

@@ -5,6 +5,11 @@ HotSpotter does it (Crall et al., "HotSpotter — patterned species instance rec
 WACV 2013): each query descriptor's nearest gallery descriptors vote for their photos.
 A FAISS id packs the photo and the keypoint, `image_id << 16 | keypoint`, so a search
 result needs no side table to find either.
+
+Past a few photos the index is an IVF of 16-byte codes, an eighth of a descriptor's 128
+bytes: enough to find candidates, not to rank them, so the best candidates are re-scored
+against the exact descriptors (`indexer.descriptor_rows`), which a saved index keeps on
+disk, memory-mapped.
 """
 
 from __future__ import annotations
@@ -13,27 +18,41 @@ from collections.abc import Callable
 from pathlib import Path
 
 import faiss
+import msgspec
 import numpy as np
 
+from indexer.descriptor_rows import DescriptorRows
 from indexer.files import replacing
 
-__all__ = ["CODES", "KEYPOINT_BITS", "DescriptorIndex", "Fill"]
+__all__ = ["CODES", "KEYPOINT_BITS", "RESCORED", "Candidates", "DescriptorIndex", "Fill"]
 
 KEYPOINT_BITS = 16
 """Bits of a FAISS id that number the keypoint; an extractor keeps at most 65 535."""
 _KEYPOINT_MASK = (1 << KEYPOINT_BITS) - 1
-CODES = "SQ8"
-"""FAISS name of the IVF lists' codes: 8-bit scalar quantisation, 128 bytes a descriptor
-(RootSIFT is uint8 already, so it loses almost nothing). Measured alternative, 32-byte
-fast-scan product quantisation (PQ64x4fs: a quarter of the memory, searched about twice
-as fast): leave-one-out top-1 0.800 against 0.819 on flukes, 0.532 against 0.551 on
-right whales, 0.646 against 0.692 on Happywhale (2026-12-03), more than the 0.01 a
-compact index may cost."""
+RESCORED = 6
+"""Candidates taken from an IVF index's codes per neighbour wanted, then re-scored
+against the exact descriptors (`DescriptorRows`). Leave-one-out top-1 with `CODES`
+against 8-bit scalar codes (SQ8), 2026-12-03: without roll hypotheses, x3 cost flukes
+0.005 and right whales 0.004, x4 both 0.002; as reports/accuracy.md runs it, x6 gave
+flukes 0.821 (SQ8 0.819), right whales 0.551 (0.551), Happywhale 0.677 (0.723: three of
+65 queries; with 32-byte codes 0.738)."""
+_TIE_SLACK = 1
+"""Candidates per neighbour fetched beyond those re-scored: the cut is then made among
+them by code distance and id, the same cut whether or not the index is split into
+shards, unless more than k candidates tie at it."""
+CODES = "PQ32x4fs"
+"""FAISS name of the IVF lists' codes: fast-scan product quantisation, 16 bytes a
+descriptor (32 sub-vectors of 4 dimensions, 4 bits each), searched with SIMD lookup
+tables. Alone they cost several points of top-1 (flukes 0.795 against 0.811 for 8-bit
+scalar codes, right whales 0.528 against 0.545, even with 32 bytes); re-scoring their
+`RESCORED` x k best exactly brings it back. With its 8-byte id, a descriptor takes 24
+bytes of memory against 136 with SQ8 codes."""
 
 
 class DescriptorIndex:
     """Exact L2 search up to `exact_max` descriptors; beyond, an IVF index whose lists hold
-    each descriptor as a `CODES` code instead of 512 bytes of float32.
+    each descriptor as a `CODES` code instead of 512 bytes of float32, its candidates
+    re-scored against the exact descriptors.
 
     Args:
         dim: descriptor length.
@@ -48,10 +67,17 @@ class DescriptorIndex:
         self.nprobe = nprobe
         self.codes = codes
         self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
+        self._rows: DescriptorRows | None = None
+        """The exact descriptors, to re-score an IVF index's candidates (None if exact)."""
 
     @property
     def size(self) -> int:
         return int(self._index.ntotal)
+
+    @property
+    def rows_memory_bytes(self) -> int:
+        """Memory held for exact rows: those added since the index was last saved."""
+        return 0 if self._rows is None else self._rows.memory_bytes
 
     @property
     def approximate(self) -> bool:
@@ -76,6 +102,8 @@ class DescriptorIndex:
             raise ValueError(f"{len(descriptors)} keypoints, at most {_KEYPOINT_MASK} fit an id")
         ids = (np.int64(image_id) << KEYPOINT_BITS) | np.arange(len(descriptors), dtype=np.int64)
         self._index.add_with_ids(_as_float(descriptors), ids)
+        if self._rows is not None:
+            self._rows.add(image_id, descriptors)
 
     def build(
         self,
@@ -96,8 +124,10 @@ class DescriptorIndex:
         total = sum(len(d) for d in descriptors)
         if total <= self.exact_max:
             self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
+            self._rows = None
         else:
             self._index = _train_ivf(descriptors, self.dim, total, seed, self.codes)
+            self._rows = DescriptorRows(self.dim)
             if fill is not None:
                 fill(self, image_ids, descriptors)
                 return
@@ -109,6 +139,7 @@ class DescriptorIndex:
         copy = DescriptorIndex(self.dim, self.exact_max, self.nprobe, self.codes)
         copy._index = faiss.clone_index(self._index)
         copy._index.reset()
+        copy._rows = None if self._rows is None else DescriptorRows(self.dim)
         return copy
 
     def merge(self, other: DescriptorIndex) -> None:
@@ -121,14 +152,30 @@ class DescriptorIndex:
             )
         else:
             self._index.merge_from(other._index, 0)
+        if self._rows is not None and other._rows is not None:
+            self._rows.extend(other._rows)
+            ivf = faiss.extract_index_ivf(self._index)
+            _clear_free_slots(ivf, list(range(ivf.nlist)))
 
-    def to_bytes(self) -> np.ndarray:
-        """The index serialised (FAISS's file format), to send to another process."""
-        return faiss.serialize_index(self._index)
+    def to_bytes(self) -> bytes:
+        """The index serialised, exact rows included, to send to another process."""
+        rows = self._rows
+        photos = None
+        if rows is not None:
+            photos = [(image_id, rows.photo(image_id).tobytes()) for image_id in rows.held()]
+        index = faiss.serialize_index(self._index).tobytes()
+        return msgspec.msgpack.encode(_Serialised(index=index, photos=photos))
 
     @classmethod
-    def from_bytes(cls, data: np.ndarray, exact_max: int, nprobe: int) -> DescriptorIndex:
-        return cls._wrapping(faiss.deserialize_index(data), exact_max, nprobe)
+    def from_bytes(cls, data: bytes, exact_max: int, nprobe: int) -> DescriptorIndex:
+        decoded = msgspec.msgpack.decode(data, type=_Serialised)
+        index = faiss.deserialize_index(np.frombuffer(decoded.index, np.uint8))
+        wrapped = cls._wrapping(index, exact_max, nprobe)
+        if decoded.photos is not None:
+            wrapped._rows = DescriptorRows(wrapped.dim)
+            for image_id, rows in decoded.photos:
+                wrapped._rows.add(image_id, np.frombuffer(rows, np.uint8).reshape(-1, wrapped.dim))
+        return wrapped
 
     def remove(self, image_id: int) -> int:
         """Remove every descriptor of one photo.
@@ -137,7 +184,16 @@ class DescriptorIndex:
             How many descriptors were removed.
         """
         first = image_id << KEYPOINT_BITS
-        return int(self._index.remove_ids(faiss.IDSelectorRange(first, first + _KEYPOINT_MASK + 1)))
+        selector = faiss.IDSelectorRange(first, first + _KEYPOINT_MASK + 1)
+        if self._rows is None or image_id not in self._rows:
+            return int(self._index.remove_ids(selector))
+        ivf = faiss.extract_index_ivf(self._index)
+        # The lists that held the photo: where the quantiser put its descriptors.
+        lists = ivf.quantizer.assign(_as_float(self._rows.photo(image_id)), 1)
+        removed = int(self._index.remove_ids(selector))
+        _clear_free_slots(ivf, np.unique(lists).tolist())
+        self._rows.remove(image_id)
+        return removed
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """k nearest gallery descriptors of each query descriptor.
@@ -148,27 +204,57 @@ class DescriptorIndex:
 
         Returns:
             distances (M, k) float32 Euclidean (not squared), image ids (M, k) int64 and
-            keypoint numbers (M, k) int64; missing neighbours have image id -1.
+            keypoint numbers (M, k) int64, nearest first; missing neighbours have image
+            id -1 and distance +inf.
         """
+        return self.candidates(queries, k).nearest(k)
+
+    def candidates(self, queries: np.ndarray, k: int) -> Candidates:
+        """The descriptors from which `search` picks the k nearest: for an IVF index the
+        (`RESCORED` + `_TIE_SLACK`) x k nearest by their codes, with exact distances;
+        otherwise the k nearest."""
         # Per-call parameters, not attributes set on the shared index: searches may run
         # in several threads at once.
         params = faiss.SearchParametersIVF(nprobe=self.nprobe) if self.approximate else None
-        squared, ids = self._index.search(_as_float(queries), k, params=params)
+        kept = k if self._rows is None else RESCORED * k
+        wanted = k if self._rows is None else (RESCORED + _TIE_SLACK) * k
+        squared, ids = self._index.search(_as_float(queries), wanted, params=params)
         missing = ids < 0
         image_ids = np.where(missing, -1, ids >> KEYPOINT_BITS)
         keypoints = np.where(missing, -1, ids & _KEYPOINT_MASK)
-        distances = np.sqrt(np.maximum(squared, 0.0, dtype=np.float32))
-        distances[missing] = np.inf
-        return distances, image_ids, keypoints
+        coded = np.sqrt(np.maximum(squared, 0.0, dtype=np.float32))
+        coded[missing] = np.inf
+        exact = coded if self._rows is None else self._rows.distances(queries, image_ids, keypoints)
+        return Candidates(
+            coded=coded, exact=exact, image_ids=image_ids, keypoints=keypoints, kept=kept
+        )
 
     def save(self, path: Path) -> None:
-        """Write atomically: a crash leaves the old file or the new one, never half."""
+        """Write the FAISS file at `path` and the exact rows beside it (`files`), each
+        atomically; the rows then stay on disk, memory-mapped, instead of in memory."""
+        if self._rows is not None:
+            self._rows = self._rows.save(_rows_path(path))
         with replacing(path) as tmp:
             faiss.write_index(self._index, str(tmp))
 
+    @staticmethod
+    def files(path: Path) -> list[Path]:
+        """Every file `save(path)` may write."""
+        return [path, *DescriptorRows.files(_rows_path(path))]
+
     @classmethod
     def load(cls, path: Path, exact_max: int, nprobe: int) -> DescriptorIndex:
-        return cls._wrapping(faiss.read_index(str(path)), exact_max, nprobe)
+        """Raises:
+        RuntimeError: a file is missing, damaged, or does not match the other."""
+        index = cls._wrapping(faiss.read_index(str(path)), exact_max, nprobe)
+        if index.approximate:
+            try:
+                index._rows = DescriptorRows.load(_rows_path(path), index.dim)
+            except (OSError, ValueError) as error:
+                raise RuntimeError(f"exact rows of {path}: {error}") from error
+            if index._rows.size != index.size:
+                raise RuntimeError(f"{path}: {index.size} codes but {index._rows.size} rows")
+        return index
 
     @classmethod
     def _wrapping(cls, index: faiss.Index, exact_max: int, nprobe: int) -> DescriptorIndex:
@@ -177,8 +263,70 @@ class DescriptorIndex:
         return wrapped
 
 
+class Candidates(msgspec.Struct, frozen=True, kw_only=True):
+    """Candidate neighbours of each query descriptor, (M, C) arrays; missing ones have
+    image id -1 and distances +inf."""
+
+    coded: np.ndarray
+    """float32 Euclidean distances as the index's codes give them."""
+    exact: np.ndarray
+    """float32 Euclidean distances to the exact descriptors."""
+    image_ids: np.ndarray
+    keypoints: np.ndarray
+    kept: int
+    """How many, nearest by code, are re-scored."""
+
+    def nearest(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(distances, image ids, keypoints) of the k nearest by exact distance among the
+        `kept` nearest by code."""
+        rows = np.arange(len(self.coded))[:, None]
+        # Equal code distances (frequent with 4-bit codes) ordered by id, so that the cut
+        # does not depend on how FAISS, or the shards of a sharded index, ordered them.
+        cut = np.lexsort((self.keypoints, self.image_ids, self.coded), axis=1)[:, : self.kept]
+        order = cut[rows, np.argsort(self.exact[rows, cut], axis=1, kind="stable")[:, :k]]
+        return self.exact[rows, order], self.image_ids[rows, order], self.keypoints[rows, order]
+
+
+class _Serialised(msgspec.Struct, array_like=True):
+    index: bytes
+    """FAISS's serialisation."""
+    photos: list[tuple[int, bytes]] | None
+    """Exact rows, (image id, its rows) in the order held."""
+
+
 Fill = Callable[[DescriptorIndex, list[int], list[np.ndarray]], None]
 """fill(trained empty index, image ids, descriptors): add the photos to the index."""
+
+
+def _clear_free_slots(ivf: faiss.IndexIVF, lists: list[int]) -> None:
+    """Zero the unused slots of these lists' last blocks of fast-scan codes. FAISS 1.15
+    leaves stale bits there after a removal or a merge, and packing codes ORs them in: a
+    photo added after removals no longer found most of its own descriptors, and an
+    index merged from shards searched differently, once photos were added, from one
+    built by adding. The last block is zeroed whole and its codes packed into it again
+    (packing a zero code into a slot cannot clear it)."""
+    if not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan):
+        return
+    packer = ivf.get_CodePacker()
+    code = np.zeros(packer.code_size, np.uint8)
+    for list_no in lists:
+        size = ivf.invlists.list_size(list_no)
+        first = size - size % packer.nvec  # first slot of the last, partial block
+        if first == size:
+            continue
+        pointer = ivf.invlists.get_codes(list_no)
+        codes = faiss.rev_swig_ptr(pointer, (first // packer.nvec + 1) * packer.block_size)
+        kept = []
+        for slot in range(first, size):
+            packer.unpack_1_c(pointer, slot, faiss.swig_ptr(code))
+            kept.append(code.copy())
+        codes[len(codes) - packer.block_size :] = 0
+        for slot, value in enumerate(kept, start=first):
+            packer.pack_1_c(faiss.swig_ptr(value), slot, pointer)
+
+
+def _rows_path(path: Path) -> Path:
+    return path.with_name(path.name + ".rows")
 
 
 def _as_float(descriptors: np.ndarray) -> np.ndarray:

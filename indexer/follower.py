@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from embeddings.protocol import GlobalEmbedding, LocalFeatures
 from indexer.deep_search import DeepSearch
@@ -31,6 +32,9 @@ class Follower:
         extractor: (name, version) of the local features searched.
         local: the local-feature search.
         deep: the deep-embedding search, if a model is loaded.
+        rebuilt: called after a rebuild that `catch_up` starts on its own (an index
+            outgrown): the gallery saves it, which also moves the exact descriptors that
+            re-score its candidates out of memory and into the saved files.
     """
 
     def __init__(
@@ -39,8 +43,10 @@ class Follower:
         extractor: tuple[str, str],
         local: LocalSearch,
         deep: DeepSearch | None,
+        rebuilt: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self._rebuilt = rebuilt
         self.extractor = extractor
         self.local = local
         self.deep = deep
@@ -130,6 +136,8 @@ class Follower:
                     self.local.descriptors,
                 )
                 self.rebuild()
+                if self._rebuilt is not None:
+                    self._rebuilt()
             self._marker = marker
 
     def _add_local(self) -> None:

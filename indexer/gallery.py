@@ -81,7 +81,7 @@ class Gallery:
             if embedder is None
             else DeepSearch(store, embedder.name, embedder.version, embedder.dim)
         )
-        self.follower = Follower(store, self._extractor_key, self.local, self.deep)
+        self.follower = Follower(store, self._extractor_key, self.local, self.deep, self.save)
         self.photos = PhotoFiles(index_dir.parent / PHOTOS_DIR)
         self.calibrator = Calibrator(
             store,

@@ -44,12 +44,14 @@ def save_index(folder: Path, index: DescriptorIndex, state: IndexState) -> None:
     index.save(folder / name)
     with replacing(folder / _STATE_FILE) as tmp:
         tmp.write_bytes(msgspec.json.encode(msgspec.structs.replace(state, index_file=name)))
-    for old in folder.glob("descriptors-*.faiss"):
-        if old.name == name:
+    kept = {path.name for path in DescriptorIndex.files(folder / name)}
+    gone = set()
+    if superseded is not None:
+        gone = {path.name for path in DescriptorIndex.files(folder / superseded.index_file)}
+    for old in folder.glob("descriptors-*"):
+        if old.name in kept:
             continue
-        if (superseded is not None and old.name == superseded.index_file) or (
-            time.time() - old.stat().st_mtime > _ORPHAN_AGE_S
-        ):
+        if old.name in gone or time.time() - old.stat().st_mtime > _ORPHAN_AGE_S:
             old.unlink(missing_ok=True)
 
 

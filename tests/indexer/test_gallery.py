@@ -253,6 +253,26 @@ def test_damaged_or_missing_index_is_rebuilt(tmp_path: Path, photos, damage: str
     assert answer.candidates[0].individual_id == "ind-01"
 
 
+@pytest.mark.parametrize("damage", ["rows", "photo table"])
+def test_an_ivf_index_without_its_exact_descriptors_is_rebuilt(
+    tmp_path: Path, photos, damage: str
+) -> None:
+    search = SearchParameters(exact_search_max=1_000)
+    with Gallery.open(tmp_path, search=search) as gallery:
+        for ind in INDIVIDUALS[:3]:
+            gallery.catalogue.enrol(photos[ind, 0], ind)
+        assert gallery.local.index.approximate
+    rows = next((tmp_path / "index").glob("*.faiss.rows"))
+    if damage == "rows":
+        rows.unlink()
+    else:
+        rows.with_name(rows.name + ".photos").write_bytes(b"not a table")
+    with Gallery.open(tmp_path, search=search) as gallery:
+        assert gallery.local.index.approximate and gallery.stats().images == 3
+        answer = gallery.pipeline.identify_photo(photos[INDIVIDUALS[1], QUERY_SEED])
+    assert answer.candidates[0].individual_id == INDIVIDUALS[1]
+
+
 def test_other_extractor_settings_rebuild_features_index(tmp_path: Path, photos) -> None:
     """Features of other extractor settings are never mixed in: a gallery opened with
     new settings has an empty index until photos are enrolled again, and enrolling the
@@ -279,6 +299,10 @@ def test_approximate_index_past_the_exact_limit(tmp_path: Path, photos) -> None:
     with Gallery.open(tmp_path, search=search) as gallery:
         enrol_all(gallery, photos)
         assert gallery.stats().descriptors > 2_000
+        # Rebuilt as an IVF when it outgrew exact search, and saved then: its exact
+        # descriptors are read from the saved files, not held in memory.
+        assert list(tmp_path.rglob("descriptors-*.faiss.rows"))
+        assert gallery.local.index.rows_memory_bytes < gallery.stats().descriptors * 128
         hits = sum(
             gallery.pipeline.identify_photo(photos[ind, QUERY_SEED]).candidates[0].individual_id
             == ind
