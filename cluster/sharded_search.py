@@ -3,8 +3,8 @@
 Every shard holds an index with the same training (the same IVF lists), so a query
 descriptor probes the same lists in each; the candidates of each shard, merged and cut
 as one index cuts them, are the candidates of the whole, and the k nearest of those by
-exact distance are the whole index's k nearest. `ShardedIndex` stands in for `DescriptorIndex` in the local
-search, so answers are those of the unsharded index.
+exact distance are the whole index's k nearest. `ShardedIndex` stands in for
+`DescriptorIndex` in the local search, so answers are those of the unsharded index.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ class ShardedIndex:
         parts = self._ray.get([actor.candidates.remote(queries, k) for actor in self._shards])
         joined = {
             field: np.hstack([getattr(part, field) for part in parts])
-            for field in ("coded", "exact", "image_ids", "keypoints")
+            for field in Candidates.__struct_fields__
+            if field != "kept"
         }
         # Each shard's candidates include those of the whole index that it holds; the
         # cut in `nearest` keeps those.

@@ -103,13 +103,6 @@ class DescriptorRows:
         out[query_rows, columns] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
         return out
 
-    def get(self, image_ids: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
-        """The descriptors of (photo, keypoint) pairs, (N,) each; all must be held."""
-        rows = self._row_numbers(image_ids, keypoints)
-        if (rows < 0).any():
-            raise KeyError("descriptors of photos or keypoints not held")
-        return self._rows(rows)
-
     def _row_numbers(self, image_ids: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         """Row of each (photo, keypoint), -1 where the photo or keypoint is not held."""
         ids, firsts, counts = self._sorted_table()
