@@ -83,9 +83,8 @@ class RootSiftExtractor:
 
     def extract_rolled(self, photo: Photo, rolls: Sequence[float]) -> list[LocalFeatures]:
         """Features of `photo` once per roll angle (degrees): `detect`, then
-        `DetectedKeypoints.describe` at each angle."""
-        detection = self.detect(photo)
-        return [detection.describe(roll) for roll in rolls]
+        `DetectedKeypoints.describe_rolls`."""
+        return self.detect(photo).describe_rolls(rolls)
 
     def detect(self, photo: Photo, box: Box | None = None) -> DetectedKeypoints:
         """Find the keypoints of the photo, or of `box` in it (an animal found by
@@ -189,28 +188,53 @@ class DetectedKeypoints:
             ValueError: the extractor is not `upright` (its descriptors are already
                 rotation invariant) and a roll other than 0 is asked for.
         """
-        if not self._upright and roll != 0.0:
-            raise ValueError("roll angles need upright descriptors (KeypointConfig.upright)")
-        parts = [self._describe_level(level, roll) for level in self._levels]
-        parts = [part for part in parts if part is not None]
-        if not parts:
-            return _empty()
-        return LocalFeatures(
-            keypoints=np.concatenate([points for points, _ in parts]),
-            descriptors=_root_sift(np.concatenate([descriptors for _, descriptors in parts])),
-        )
+        return self.describe_rolls([roll])[0]
 
-    def _describe_level(self, level: _Level, roll: float) -> tuple[np.ndarray, np.ndarray] | None:
-        """(N, 4) keypoints in the photo's coordinates and (N, 128) SIFT descriptors of
-        one level, or None when it has none."""
+    def describe_rolls(self, rolls: Sequence[float]) -> list[LocalFeatures]:
+        """The keypoints described at each of `rolls`, as `describe` would, in one SIFT
+        pass per level: the scale-space pyramid, which every pass builds again and which
+        costs about as much as describing a thousand keypoints, is built once.
+
+        Raises:
+            ValueError: as `describe`.
+        """
+        if not self._upright and any(roll != 0.0 for roll in rolls):
+            raise ValueError("roll angles need upright descriptors (KeypointConfig.upright)")
+        views: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in rolls]
+        for level in self._levels:
+            for view, part in zip(views, self._describe_level(level, rolls), strict=True):
+                if part is not None:
+                    view.append(part)
+        return [
+            LocalFeatures(
+                keypoints=np.concatenate([points for points, _ in view]),
+                descriptors=_root_sift(np.concatenate([descriptors for _, descriptors in view])),
+            )
+            if view
+            else _empty()
+            for view in views
+        ]
+
+    def _describe_level(
+        self, level: _Level, rolls: Sequence[float]
+    ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """Per roll, (N, 4) keypoints in the photo's coordinates and (N, 128) SIFT
+        descriptors of one level, or None when it has none."""
         if not level.keypoints:
-            return None
+            return [None] * len(rolls)
         if self._upright:
-            for keypoint in level.keypoints:
-                keypoint.angle = roll % 360.0
-        described, descriptors = self._sift.compute(level.gray, level.keypoints)
+            # One copy of each keypoint per roll, its class_id naming the roll, so that
+            # whatever compute keeps or drops, each descriptor goes to its own view.
+            keypoints = [
+                cv2.KeyPoint(k.pt[0], k.pt[1], k.size, roll % 360.0, k.response, k.octave, view)
+                for view, roll in enumerate(rolls)
+                for k in level.keypoints
+            ]
+        else:
+            keypoints = list(level.keypoints)
+        described, descriptors = self._sift.compute(level.gray, keypoints)
         if descriptors is None or not described:
-            return None
+            return [None] * len(rolls)
         scale = level.scale
         x0, y0 = self._origin
         # Upright keypoints are reported at angle 0 whatever roll described them: the
@@ -227,7 +251,14 @@ class DetectedKeypoints:
             ],
             dtype=np.float32,
         )
-        return points, descriptors
+        if not self._upright:
+            return [(points, descriptors)] * len(rolls)
+        view_of = np.array([k.class_id for k in described])
+        parts: list[tuple[np.ndarray, np.ndarray] | None] = []
+        for view in range(len(rolls)):
+            mine = view_of == view
+            parts.append((points[mine], descriptors[mine]) if mine.any() else None)
+        return parts
 
 
 def _resized(gray: np.ndarray, scale: float) -> np.ndarray:

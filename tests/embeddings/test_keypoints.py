@@ -168,6 +168,18 @@ def test_a_detection_described_at_a_roll_describes_upright_again() -> None:
     assert np.array_equal(again.descriptors, plain.descriptors)
 
 
+def test_rolls_described_in_one_pass_are_each_roll_described_alone() -> None:
+    detection = EXTRACTOR.detect(photo(fluke("roll")))
+    rolls = (0.0, 15.0, -15.0)
+    together = detection.describe_rolls(rolls)
+    for roll, view in zip(rolls, together, strict=True):
+        alone = detection.describe(roll)
+        assert len(view.descriptors) > 0
+        assert np.array_equal(view.keypoints, alone.keypoints)
+        assert np.array_equal(view.descriptors, alone.descriptors)
+    assert not np.array_equal(together[1].descriptors, together[2].descriptors)
+
+
 def test_a_roll_hypothesis_recovers_the_matches_of_a_rolled_photo() -> None:
     pixels = fluke("roll")
     gallery = EXTRACTOR.extract(photo(pixels)).descriptors

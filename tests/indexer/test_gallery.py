@@ -358,13 +358,13 @@ def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
 ) -> None:
     detected: list[Photo] = []
     described: list[float] = []
-    describe = DetectedKeypoints.describe
+    describe_rolls = DetectedKeypoints.describe_rolls
 
-    def spy_describe(self: DetectedKeypoints, roll: float = 0.0) -> LocalFeatures:
-        described.append(roll)
-        return describe(self, roll)
+    def spy_describe(self: DetectedKeypoints, rolls: Sequence[float]) -> list[LocalFeatures]:
+        described.extend(rolls)
+        return describe_rolls(self, rolls)
 
-    monkeypatch.setattr(DetectedKeypoints, "describe", spy_describe)
+    monkeypatch.setattr(DetectedKeypoints, "describe_rolls", spy_describe)
     with Gallery.open(built) as gallery:
         detect = gallery.extractor.detect
 
