@@ -66,6 +66,10 @@ def decide(
     centroid) has only the embedding probability; one the deep search did not reach is
     given the probability of the lowest cosine it read, an upper bound.
 
+    The best candidate's probability is its calibrated one; each next candidate's is
+    capped at what the candidates above it leave of 1, so that the list is a
+    distribution over exclusive answers, the rest being "someone else or new".
+
     Args:
         ranked: photos, best first.
         labels: image id -> individual id of every searchable photo.
@@ -93,15 +97,22 @@ def decide(
         return (probabilities[name], local.score if local else 0.0, hit.cosine if hit else -1.0)
 
     order = sorted(probabilities, key=rank, reverse=True)[:top_k]
-    candidates = [
-        Scored(
-            individual_id=name,
-            probability=probabilities[name],
-            local=best.get(name),
-            deep=hits.get(name),
+    candidates = []
+    # The calibration says how often a best candidate with this evidence is right. A
+    # photo shows one individual, so the candidates below share at most what the ones
+    # above leave: two near-equal candidates cannot both be 0.9.
+    left = 1.0
+    for name in order:
+        probability = min(probabilities[name], left)
+        left -= probability
+        candidates.append(
+            Scored(
+                individual_id=name,
+                probability=probability,
+                local=best.get(name),
+                deep=hits.get(name),
+            )
         )
-        for name in order
-    ]
     matched = bool(candidates) and candidates[0].probability >= threshold
     return Decision(candidates=candidates, matched=matched)
 

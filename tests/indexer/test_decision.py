@@ -1,13 +1,14 @@
 """The decision: candidates grouped by individual, probabilities that never rise along
-the list, and the open-set call on the best one."""
+the list and sum to at most 1, and the open-set call on the best one."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.calibration import fit_isotonic
+from indexer.calibration import Calibration, fit_isotonic
 from indexer.decision import Calibrations, decide
 from indexer.deep_search import DeepHit
 from indexer.local_search import RankedImage
@@ -60,6 +61,7 @@ def test_probabilities_never_rise_along_the_candidates(case, top_k, threshold) -
     )
     probabilities = [c.probability for c in decision.candidates]
     assert probabilities == sorted(probabilities, reverse=True)
+    assert sum(probabilities) <= 1.0
     assert all(0.0 <= p <= 1.0 for p in probabilities), (probabilities, calibrations)
     assert len({c.individual_id for c in decision.candidates}) == len(decision.candidates)
     assert len(decision.candidates) <= top_k
@@ -69,3 +71,27 @@ def test_probabilities_never_rise_along_the_candidates(case, top_k, threshold) -
         # order never contradicts the scores.
         local_scores = [c.local.score for c in decision.candidates if c.local]
         assert local_scores == sorted(local_scores, reverse=True)
+
+
+def test_the_best_candidate_keeps_its_calibrated_probability_and_the_next_what_is_left() -> None:
+    calibration = Calibration(scores=[0.0, 1000.0], probabilities=[0.0, 0.9], fitted=True)
+    ranked = [
+        RankedImage(image_id=1, score=1000.0, lnbnn=1000.0, verified=0.0, inliers=24),
+        RankedImage(image_id=2, score=990.0, lnbnn=990.0, verified=0.0, inliers=20),
+        RankedImage(image_id=3, score=10.0, lnbnn=10.0, verified=0.0, inliers=0),
+    ]
+    decision = decide(
+        ranked,
+        {1: "a", 2: "b", 3: "c"},
+        calibrations=Calibrations(local=calibration),
+        deep_hits=None,
+        searched_locally={"a", "b", "c"},
+        threshold=0.5,
+        top_k=3,
+    )
+    best, second, third = decision.candidates
+    assert calibration.probability(990.0) > 0.5  # alone, each would be a confident match
+    assert best.probability == 0.9
+    assert second.probability == pytest.approx(0.1)
+    assert third.probability == pytest.approx(0.0, abs=1e-12)
+    assert decision.matched
