@@ -33,9 +33,10 @@ RESCORED = 6
 """Candidates taken from an IVF index's codes per neighbour wanted, then re-scored
 against the exact descriptors (`DescriptorRows`). Leave-one-out top-1 with `CODES`
 against 8-bit scalar codes (SQ8), 2026-12-03: without roll hypotheses, x3 cost flukes
-0.005 and right whales 0.004, x4 both 0.002; as reports/accuracy.md runs it, x6 gave
-flukes 0.821 (SQ8 0.819), right whales 0.551 (0.551), Happywhale 0.677 (0.723: three of
-65 queries; with 32-byte codes 0.738)."""
+0.005 and right whales 0.004, x4 both 0.002. With x6, against the uncompressed index
+(the same lists of exact descriptors) over k-means training samples, the mean paired
+difference is -0.001 on flukes and +0.001 on right whales; Happywhale's 65 queries move
+more between samples than between codes (reports/codes.md)."""
 _TIE_SLACK = 1
 """Candidates per neighbour fetched beyond those re-scored: the cut is then made among
 them by code distance and id, the same cut whether or not the index is split into
