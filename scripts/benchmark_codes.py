@@ -29,6 +29,7 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -106,15 +107,14 @@ def _leave_one_out(photos: list[tuple[str, LocalFeatures]], codes: str, seed: in
     index.build(ids, [f.descriptors for _, f in photos], seed=seed)
     faiss.omp_set_num_threads(1)
     search.resume(index, [(i, label, f.keypoints) for i, (label, f) in zip(ids, photos)])
-    counts: dict[str, int] = {}
-    for label, _ in photos:
-        counts[label] = counts.get(label, 0) + 1
+    counts = Counter(label for label, _ in photos)
+    labels = search.labels()
     right = []
     for image_id, (label, features) in zip(ids, photos, strict=True):
         if counts[label] < 2:
             continue
         ranked = search.rank(features, exclude=[image_id])
-        right.append(bool(ranked) and search.labels()[ranked[0].image_id] == label)
+        right.append(bool(ranked) and labels[ranked[0].image_id] == label)
     return float(np.mean(right))
 
 
