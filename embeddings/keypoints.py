@@ -10,7 +10,7 @@ are checked geometrically by the indexer.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, NamedTuple
 
 import cv2
@@ -92,11 +92,7 @@ class RootSiftExtractor:
         returned `DetectedKeypoints`; their coordinates are the photo's either way."""
         pixels = photo.pixels if box is None else photo.pixels[box.y0 : box.y1, box.x0 : box.x1]
         gray = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
-        # cv2.SIFT is not re-entrant across threads; a fresh detector per call is cheap.
-        sift = cv2.SIFT_create(
-            nfeatures=self.config.max_features,
-            contrastThreshold=self.config.contrast_threshold,
-        )
+        sift = self._new_sift()
         working = min(self.config.long_side / max(gray.shape), self.config.max_upscale)
         levels = [self._level(sift, _resized(gray, working), working)]
         # A coarse level is the working image shrunk by `factor`, but made from the photo
@@ -110,7 +106,14 @@ class RootSiftExtractor:
                 continue
             levels.append(self._level(sift, _resized(small, enlarge), working / factor))
         origin = (0.0, 0.0) if box is None else (float(box.x0), float(box.y0))
-        return DetectedKeypoints(sift, levels, upright=self.config.upright, origin=origin)
+        return DetectedKeypoints(self._new_sift, levels, upright=self.config.upright, origin=origin)
+
+    def _new_sift(self) -> cv2.SIFT:
+        # cv2.SIFT is not re-entrant across threads; a fresh detector per call is cheap.
+        return cv2.SIFT_create(
+            nfeatures=self.config.max_features,
+            contrastThreshold=self.config.contrast_threshold,
+        )
 
     def _level(self, sift: cv2.SIFT, gray: np.ndarray, scale: float) -> _Level:
         """Keypoints of `gray`, the photo resized by `scale`."""
@@ -163,19 +166,19 @@ class DetectedKeypoints:
     Upright descriptors of a photo taken with the camera rolled match the gallery's
     upright ones again when described at about the same roll, so a query can be searched
     under a few roll hypotheses without giving up the accuracy of upright description.
-    The keypoints are found once for all hypotheses; only description is repeated. Use
-    it in the thread that made it: it holds that call's SIFT detector.
+    The keypoints are found once for all hypotheses; only description is repeated, and
+    may run in several threads at once (each call makes its own SIFT detector).
     """
 
     def __init__(
         self,
-        sift: cv2.SIFT,
+        new_sift: Callable[[], cv2.SIFT],
         levels: Sequence[_Level],
         *,
         upright: bool,
         origin: tuple[float, float] = (0.0, 0.0),
     ) -> None:
-        self._sift = sift
+        self._new_sift = new_sift
         self._levels = levels
         self._upright = upright
         self._origin = origin
@@ -201,8 +204,9 @@ class DetectedKeypoints:
         if not self._upright and any(roll != 0.0 for roll in rolls):
             raise ValueError("roll angles need upright descriptors (KeypointConfig.upright)")
         views: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in rolls]
+        sift = self._new_sift()
         for level in self._levels:
-            for view, part in zip(views, self._describe_level(level, rolls), strict=True):
+            for view, part in zip(views, self._describe_level(sift, level, rolls), strict=True):
                 if part is not None:
                     view.append(part)
         return [
@@ -216,7 +220,7 @@ class DetectedKeypoints:
         ]
 
     def _describe_level(
-        self, level: _Level, rolls: Sequence[float]
+        self, sift: cv2.SIFT, level: _Level, rolls: Sequence[float]
     ) -> list[tuple[np.ndarray, np.ndarray] | None]:
         """Per roll, (N, 4) keypoints in the photo's coordinates and (N, 128) SIFT
         descriptors of one level, or None when it has none."""
@@ -232,7 +236,7 @@ class DetectedKeypoints:
             ]
         else:
             keypoints = list(level.keypoints)
-        described, descriptors = self._sift.compute(level.gray, keypoints)
+        described, descriptors = sift.compute(level.gray, keypoints)
         if descriptors is None or not described:
             return [None] * len(rolls)
         scale = level.scale

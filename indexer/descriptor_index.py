@@ -23,6 +23,7 @@ import numpy as np
 
 from indexer.descriptor_rows import DescriptorRows
 from indexer.files import replacing
+from indexer.search_threads import one_search_thread
 
 __all__ = ["CODES", "KEYPOINT_BITS", "RESCORED", "Candidates", "DescriptorIndex", "Fill"]
 
@@ -219,7 +220,8 @@ class DescriptorIndex:
         params = faiss.SearchParametersIVF(nprobe=self.nprobe) if self.approximate else None
         kept = k if self._rows is None else RESCORED * k
         wanted = k if self._rows is None else (RESCORED + _TIE_SLACK) * k
-        squared, ids = self._index.search(_as_float(queries), wanted, params=params)
+        with one_search_thread():
+            squared, ids = self._index.search(_as_float(queries), wanted, params=params)
         missing = ids < 0
         image_ids = np.where(missing, -1, ids >> KEYPOINT_BITS)
         keypoints = np.where(missing, -1, ids & _KEYPOINT_MASK)

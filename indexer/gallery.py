@@ -20,8 +20,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import faiss
-
 from embeddings.keypoints import KeypointConfig, RootSiftExtractor
 from embeddings.protocol import GlobalExtractor, Locator
 from indexer.catalogue import Catalogue
@@ -49,9 +47,6 @@ __all__ = ["Gallery", "Progress"]
 
 _log = logging.getLogger(__name__)
 _INDEX_DIR = "index"
-# OpenMP threads of one FAISS search: concurrent requests already fill the cores, and
-# OpenMP threads spinning against each other are far slower than one thread.
-_SEARCH_THREADS = 1
 
 
 class Gallery:
@@ -156,7 +151,6 @@ class Gallery:
             progress: progress(done, total) of a rebuild, if one is needed.
         """
         data_dir = Path(data_dir)
-        faiss.omp_set_num_threads(_SEARCH_THREADS)
         store = Store.open(data_dir / DATABASE_FILE)
         try:
             gallery = cls(

@@ -8,14 +8,15 @@ keeps it in step with the database and `indexer.index_files` saves and loads it.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 import numpy as np
 
 from embeddings.protocol import LocalFeatures
 from indexer.descriptor_index import CODES, DescriptorIndex, Fill
+from indexer.read_write_lock import ReadWriteLock
 from indexer.scoring import image_scores, lnbnn_votes, one_per_keypoint, verify
 
 __all__ = ["LocalSearch", "RankedImage", "SearchParameters"]
@@ -75,17 +76,19 @@ class _Entry(msgspec.Struct, frozen=True):
     tolerance: float
 
 
-Rolled = Callable[[Sequence[float]], Sequence[LocalFeatures]]
-"""rolled(angles) -> the query's features described at those camera rolls."""
+Rolled = Callable[[float], LocalFeatures]
+"""rolled(angle) -> the query's features described at that camera roll (degrees); called
+for every roll hypothesis at once, from as many threads."""
 
 
 class LocalSearch:
-    """The searchable local features of one extractor version. Thread-safe."""
+    """The searchable local features of one extractor version. Thread-safe: searches run
+    side by side, a change waits for them and holds them off."""
 
     def __init__(self, params: SearchParameters, upright: bool) -> None:
         self.params = params
         self._upright = upright
-        self._lock = threading.RLock()
+        self._lock = ReadWriteLock()
         self._index = DescriptorIndex(128, params.exact_search_max, params.nprobe, params.codes)
         self._entries: dict[int, _Entry] = {}
 
@@ -101,7 +104,7 @@ class LocalSearch:
 
     def labels(self) -> dict[int, str]:
         """image id -> individual id of every searchable photo."""
-        with self._lock:
+        with self._lock.reading():
             return {image_id: e.individual_id for image_id, e in self._entries.items()}
 
     def build(
@@ -120,7 +123,7 @@ class LocalSearch:
             128, self.params.exact_search_max, self.params.nprobe, self.params.codes
         )
         index.build(ids, descriptors, fill=fill)
-        with self._lock:
+        with self._lock.writing():
             self._index = index
             self._entries = entries
 
@@ -145,7 +148,7 @@ class LocalSearch:
         }
         for image_id in set(indexed) - entries.keys():
             index.remove(image_id)
-        with self._lock:
+        with self._lock.writing():
             self._index = index
             self._entries = entries
 
@@ -156,19 +159,19 @@ class LocalSearch:
         return self._index.outgrown
 
     def add(self, image_id: int, individual_id: str, features: LocalFeatures) -> None:
-        with self._lock:
+        with self._lock.writing():
             self._entries[image_id] = _entry(individual_id, features.keypoints)
             self._index.add(image_id, features.descriptors)
 
     def remove(self, image_ids: Iterable[int]) -> None:
-        with self._lock:
+        with self._lock.writing():
             for image_id in image_ids:
                 if self._entries.pop(image_id, None) is not None:
                     self._index.remove(image_id)
 
     def relabel(self, labels: dict[int, str]) -> None:
         """Give photos new individual ids (image id -> individual id)."""
-        with self._lock:
+        with self._lock.writing():
             for image_id, individual_id in labels.items():
                 entry = self._entries.get(image_id)
                 if entry is not None and entry.individual_id != individual_id:
@@ -200,7 +203,8 @@ class LocalSearch:
 
         Args:
             features: the query's local features.
-            rolled: the query described at other rolls; called only when needed.
+            rolled: the query described at another roll; called only when needed, for
+                every roll at once from as many threads.
             exclude: photo ids to leave out, as if not enrolled (leave-one-out).
             verify_also: photo ids to verify even if LNBNN does not shortlist them (the
                 deep model's shortlist); only photos with votes can verify.
@@ -214,8 +218,15 @@ class LocalSearch:
         if ranked and ranked[0].inliers >= self.params.roll_below_inliers:
             return ranked
         best = {item.image_id: item for item in ranked}
-        for view in rolled(angles):
-            for item in self._rank_once(view, excluded, also):
+        # Each hypothesis described and searched in its own thread: SIFT and FAISS release
+        # the GIL, so a new individual's answer (every hypothesis tried) waits for one
+        # hypothesis instead of all of them where cores are free.
+        with ThreadPoolExecutor(len(angles)) as pool:
+            views = list(
+                pool.map(lambda angle: self._rank_once(rolled(angle), excluded, also), angles)
+            )
+        for view in views:
+            for item in view:
                 if item.image_id not in best or item.score > best[item.image_id].score:
                     best[item.image_id] = item
         return sorted(best.values(), key=lambda r: r.score, reverse=True)
@@ -224,7 +235,7 @@ class LocalSearch:
         self, features: LocalFeatures, excluded: set[int], verify_also: list[int]
     ) -> list[RankedImage]:
         k = self.params.neighbours
-        with self._lock:
+        with self._lock.reading():
             if self._index.size == 0 or len(features.descriptors) == 0:
                 return []
             wanted = k + 1 + (_EXCLUDE_SLACK if excluded else 0)

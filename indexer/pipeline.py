@@ -177,7 +177,7 @@ class LocalSearchStage:
                 continue
             ranked = self.local.rank(
                 features,
-                rolled=detection.describe_rolls,
+                rolled=detection.describe,
                 exclude=query.exclude,
                 verify_also=verify_also,
             )

@@ -30,6 +30,7 @@ import faiss
 import numpy as np
 
 from indexer.files import replacing
+from indexer.search_threads import one_search_thread
 
 __all__ = ["VectorIndex"]
 
@@ -142,7 +143,8 @@ class VectorIndex:
         params = (
             faiss.IndexRefineSearchParameters(k_factor=self.refine_factor) if self._pq else None
         )
-        scores, ids = self._index.search(queries, k, params=params)
+        with one_search_thread():
+            scores, ids = self._index.search(queries, k, params=params)
         scores[ids < 0] = -np.inf
         return scores, ids
 

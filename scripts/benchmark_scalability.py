@@ -416,7 +416,7 @@ def _identify_queries(
         search.index.search(features.descriptors, engine.neighbours + 1)
         search_ms.append(1000 * (time.perf_counter() - searched))
         started_rank = time.perf_counter()
-        search.rank(features, rolled=detection.describe_rolls)
+        search.rank(features, rolled=detection.describe)
         identify_ms.append(1000 * (time.perf_counter() - started_rank + searched - started))
     return {
         "search_ms_p50": statistics.median(search_ms),
@@ -516,7 +516,7 @@ def _markdown(r: dict) -> str:
         "",
         f"- command: `{r['command']}`",
         f"- date: {r['date']}",
-        f"- machine: {r['machine']}; FAISS on one thread (`indexer.gallery._SEARCH_THREADS`)",
+        f"- machine: {r['machine']}; FAISS searches on one thread (`indexer.search_threads`)",
         "- plot: [scalability.png](scalability.png)",
         "",
         "## Global embeddings (deep path): synthetic vectors",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 import pytest
@@ -178,6 +180,17 @@ def test_rolls_described_in_one_pass_are_each_roll_described_alone() -> None:
         assert np.array_equal(view.keypoints, alone.keypoints)
         assert np.array_equal(view.descriptors, alone.descriptors)
     assert not np.array_equal(together[1].descriptors, together[2].descriptors)
+
+
+def test_rolls_described_in_parallel_threads_are_each_roll_described_alone() -> None:
+    detection = EXTRACTOR.detect(photo(fluke("roll")))
+    rolls = [15.0, -15.0, 30.0, -30.0] * 2
+    with ThreadPoolExecutor(len(rolls)) as pool:
+        parallel = list(pool.map(detection.describe, rolls))
+    for roll, view in zip(rolls, parallel, strict=True):
+        alone = detection.describe(roll)
+        assert np.array_equal(view.keypoints, alone.keypoints)
+        assert np.array_equal(view.descriptors, alone.descriptors)
 
 
 def test_a_roll_hypothesis_recovers_the_matches_of_a_rolled_photo() -> None:

@@ -3,6 +3,7 @@ removal; files."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import faiss
@@ -237,3 +238,26 @@ def test_an_emptied_ivf_index_saves_and_loads(photos, tmp_path: Path) -> None:
     loaded = DescriptorIndex.load(tmp_path / "d.faiss", 1_000, 16)
     distances, image_ids, _ = loaded.search(photos[0][:5], 3)
     assert loaded.size == 0 and (image_ids == -1).all() and np.isinf(distances).all()
+
+
+def test_a_search_in_a_new_thread_runs_on_one_openmp_thread(photos) -> None:
+    """OpenMP's thread count belongs to each thread: a server worker thread, or a roll
+    hypothesis's, would otherwise search with a team of every core."""
+    index = build(photos, 1_000)
+    seen: list[int] = []
+
+    class Recording:
+        def __init__(self, wrapped: faiss.Index) -> None:
+            self.wrapped = wrapped
+
+        def search(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            seen.append(faiss.omp_get_max_threads())
+            return self.wrapped.search(*args, **kwargs)
+
+    index._index = Recording(index._index)
+    with ThreadPoolExecutor(1) as pool:
+        before = pool.submit(faiss.omp_get_max_threads).result()
+        pool.submit(index.search, photos[0], 5).result()
+        after = pool.submit(faiss.omp_get_max_threads).result()
+    assert seen == [1]
+    assert after == before
