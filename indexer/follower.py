@@ -15,7 +15,8 @@ from collections.abc import Callable
 from embeddings.protocol import GlobalEmbedding, LocalFeatures
 from indexer.deep_search import DeepSearch
 from indexer.descriptor_index import DescriptorIndex, Fill
-from indexer.local_search import LocalSearch
+from indexer.local_search import LocalSearch, positions_of
+from indexer.point_files import PhotoPoints
 from indexer.results import Progress
 from indexer.store import Store
 
@@ -83,7 +84,12 @@ class Follower:
             self.changed = True
 
     def resume(
-        self, saved: DescriptorIndex, epoch: int, max_feature_id: int, image_ids: set[int]
+        self,
+        saved: DescriptorIndex,
+        epoch: int,
+        max_feature_id: int,
+        image_ids: set[int],
+        points: PhotoPoints | None = None,
     ) -> None:
         """Start from a saved local index that held `image_ids` up to `max_feature_id` at
         `epoch`, then catch up with everything committed since.
@@ -93,18 +99,27 @@ class Follower:
             epoch: the epoch it was saved at.
             max_feature_id: the largest feature id it holds.
             image_ids: the photos it holds.
+            points: their keypoint positions saved beside it; None: read from the
+                database.
         """
         with self.lock:
             labels = self.store.image_labels()
-            # Keypoints only: the saved index holds the descriptors, eight times their size.
-            positions = (
-                (image_id, labels[image_id], keypoints)
-                for image_id, keypoints in self.store.iter_keypoints(
-                    *self.extractor, up_to_id=max_feature_id
-                )
+            if points is None:
+                # Keypoints only: the saved index holds the descriptors, eight times their
+                # size.
+                points = {
+                    image_id: positions_of(keypoints)
+                    for image_id, keypoints in self.store.iter_keypoints(
+                        *self.extractor, up_to_id=max_feature_id
+                    )
+                    if image_id in labels
+                }
+            photos = (
+                (image_id, labels[image_id], positions, tolerance)
+                for image_id, (positions, tolerance) in points.items()
                 if image_id in labels
             )
-            self.local.resume(saved, positions, indexed=image_ids)
+            self.local.resume(saved, photos, indexed=image_ids)
             self._rebuild_deep()
             self.epoch, self.max_feature_id = epoch, max_feature_id
             self.catch_up(force=True)

@@ -202,7 +202,7 @@ class Gallery:
                 image_ids=sorted(self.local.labels()),
                 index_file="",
             )
-            save_index(self._index_dir, self.local.index, state)
+            save_index(self._index_dir, self.local.index, state, self.local.points())
             self.follower.changed = False
 
     def rebuild(self, progress: Progress | None = None, fill: Fill | None = None) -> None:
@@ -245,8 +245,10 @@ class Gallery:
                 _log.warning("rebuilding the search index of %s from the database", self.store.path)
             self.follower.rebuild(progress)
         else:
-            index, state = loaded
-            self.follower.resume(index, state.epoch, state.max_feature_id, set(state.image_ids))
+            index, state, points = loaded
+            self.follower.resume(
+                index, state.epoch, state.max_feature_id, set(state.image_ids), points
+            )
         self.save()
         searchable = len(self.local.labels())
         if self.deep is not None and self.deep.photos < searchable:

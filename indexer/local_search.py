@@ -16,10 +16,11 @@ import numpy as np
 
 from embeddings.protocol import LocalFeatures
 from indexer.descriptor_index import CODES, DescriptorIndex, Fill
+from indexer.point_files import PhotoPoints
 from indexer.read_write_lock import ReadWriteLock
 from indexer.scoring import image_scores, lnbnn_votes, one_per_keypoint, verify
 
-__all__ = ["LocalSearch", "RankedImage", "SearchParameters"]
+__all__ = ["LocalSearch", "RankedImage", "SearchParameters", "positions_of"]
 
 # Extra neighbours fetched when photos are excluded from a search (leave-one-out), so
 # that K+1 remain after dropping the excluded photo's own descriptors.
@@ -130,27 +131,34 @@ class LocalSearch:
     def resume(
         self,
         index: DescriptorIndex,
-        positions: Iterable[tuple[int, str, np.ndarray]],
+        photos: Iterable[tuple[int, str, np.ndarray, float]],
         indexed: Iterable[int] = (),
     ) -> None:
         """Start over from an index that holds the photos' descriptors already (a saved
-        one), given each photo's keypoints: (image id, individual, (N, 4) keypoints).
+        one), given each photo's positions: (image id, individual, (N, 2) keypoint
+        positions, RANSAC tolerance), as `positions_of` or `points` give them.
 
         Args:
             index: the index.
-            positions: the searchable photos' keypoints.
-            indexed: the photos `index` holds; those not among `positions` (deleted
-                since it was saved) are removed from it.
+            photos: the searchable photos' positions.
+            indexed: the photos `index` holds; those not among `photos` (deleted since
+                it was saved) are removed from it.
         """
         entries = {
-            image_id: _entry(individual_id, keypoints)
-            for image_id, individual_id, keypoints in positions
+            image_id: _Entry(individual_id, points, tolerance)
+            for image_id, individual_id, points, tolerance in photos
         }
         for image_id in set(indexed) - entries.keys():
             index.remove(image_id)
         with self._lock.writing():
             self._index = index
             self._entries = entries
+
+    def points(self) -> PhotoPoints:
+        """The keypoint positions and RANSAC tolerance of every searchable photo, to be
+        saved beside the index (`indexer.point_files`)."""
+        with self._lock.reading():
+            return {i: (e.points, e.tolerance) for i, e in self._entries.items()}
 
     @property
     def outgrown(self) -> bool:
@@ -291,10 +299,15 @@ class LocalSearch:
         return ranked
 
 
-def _entry(individual_id: str, keypoints: np.ndarray) -> _Entry:
+def positions_of(keypoints: np.ndarray) -> tuple[np.ndarray, float]:
+    """(N, 2) float32 positions of (N, 4) keypoints, and the RANSAC tolerance they get."""
     points = np.ascontiguousarray(keypoints[:, :2], dtype=np.float32)
     spread = float(np.hypot(*np.ptp(points, axis=0))) if len(points) else 1.0
-    return _Entry(individual_id, points, max(1.0, _RANSAC_TOLERANCE * spread))
+    return points, max(1.0, _RANSAC_TOLERANCE * spread)
+
+
+def _entry(individual_id: str, keypoints: np.ndarray) -> _Entry:
+    return _Entry(individual_id, *positions_of(keypoints))
 
 
 def _drop(

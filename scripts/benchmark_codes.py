@@ -41,7 +41,7 @@ from embeddings.images import load_photo_file
 from embeddings.keypoints import RootSiftExtractor
 from embeddings.protocol import LocalFeatures
 from indexer.descriptor_index import CODES, DescriptorIndex
-from indexer.local_search import LocalSearch, SearchParameters
+from indexer.local_search import LocalSearch, SearchParameters, positions_of
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 SETS = ("humpback-flukes", "rightwhale", "happywhale")
@@ -106,7 +106,9 @@ def _leave_one_out(photos: list[tuple[str, LocalFeatures]], codes: str, seed: in
     faiss.omp_set_num_threads(2)  # the build is not measured
     index.build(ids, [f.descriptors for _, f in photos], seed=seed)
     faiss.omp_set_num_threads(1)
-    search.resume(index, [(i, label, f.keypoints) for i, (label, f) in zip(ids, photos)])
+    search.resume(
+        index, [(i, label, *positions_of(f.keypoints)) for i, (label, f) in zip(ids, photos)]
+    )
     counts = Counter(label for label, _ in photos)
     labels = search.labels()
     right = []

@@ -54,7 +54,7 @@ from embeddings.keypoints import RootSiftExtractor
 from embeddings.protocol import LocalFeatures
 from indexer.deep_search import DEEP_EXACT_MAX, DEEP_REFINE_FACTOR
 from indexer.descriptor_index import CODES, DescriptorIndex
-from indexer.local_search import LocalSearch, SearchParameters
+from indexer.local_search import LocalSearch, SearchParameters, positions_of
 from indexer.vector_index import VectorIndex
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
@@ -385,7 +385,10 @@ def _descriptor_point(
         saved = Path(folder) / "d.faiss"
         search.index.save(saved)
         index = DescriptorIndex.load(saved, engine.exact_search_max, engine.nprobe)
-        search.resume(index, [(i, label, f.keypoints) for i, (label, f) in enumerate(gallery, 1)])
+        search.resume(
+            index,
+            [(i, label, *positions_of(f.keypoints)) for i, (label, f) in enumerate(gallery, 1)],
+        )
         disk_bytes = sum(p.stat().st_size for p in DescriptorIndex.files(saved) if p.is_file())
         point = _identify_queries(search, queries, engine)
     index_bytes = faiss.serialize_index(index._index).nbytes + index.rows_memory_bytes

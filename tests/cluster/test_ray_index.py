@@ -17,7 +17,7 @@ from cluster.session import connected
 from cluster.sharded_search import ShardedIndex
 from embeddings.protocol import LocalFeatures
 from indexer.gallery import Gallery
-from indexer.local_search import SearchParameters
+from indexer.local_search import SearchParameters, positions_of
 from indexer.results import Identification
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")]
@@ -78,7 +78,7 @@ def test_a_sharded_index_answers_as_the_whole_index(
             [features.descriptors for _, _, features in rows],
             shards=2,
         )
-        positions = [(image_id, label, f.keypoints) for image_id, label, f in rows]
+        positions = [(image_id, label, *positions_of(f.keypoints)) for image_id, label, f in rows]
         gallery.local.resume(sharded, positions, indexed=labels)  # type: ignore[arg-type]
         assert sharded.size == descriptors
         split = answers(gallery, photos)

@@ -250,7 +250,7 @@ def test_a_search_in_a_new_thread_runs_on_one_openmp_thread(photos) -> None:
         def __init__(self, wrapped: faiss.Index) -> None:
             self.wrapped = wrapped
 
-        def search(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def search(self, *args, **kwargs):
             seen.append(faiss.omp_get_max_threads())
             return self.wrapped.search(*args, **kwargs)
 

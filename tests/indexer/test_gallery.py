@@ -16,7 +16,7 @@ from embeddings.protocol import LocalFeatures
 from indexer.catalogue import PhotoElsewhere
 from indexer.gallery import Gallery
 from indexer.local_search import SearchParameters
-from indexer.store import InvalidInput
+from indexer.store import InvalidInput, Store
 from tests.synthetic import encode, rolled, sighting
 
 INDIVIDUALS = [f"ind-{i:02d}" for i in range(12)]
@@ -207,6 +207,38 @@ def test_restart_gives_identical_answers(built: Path, photos) -> None:
         [c.score for c in before.candidates]
     )
     assert after.index_version == before.index_version
+
+
+@pytest.mark.parametrize("positions", ["saved", "missing", "damaged"])
+def test_a_restart_maps_saved_keypoint_positions_instead_of_reading_the_database(
+    tmp_path: Path, photos, monkeypatch: pytest.MonkeyPatch, positions: str
+) -> None:
+    query = photos[INDIVIDUALS[1], QUERY_SEED]
+    with Gallery.open(tmp_path) as gallery:
+        for ind in INDIVIDUALS[:3]:
+            gallery.catalogue.enrol(photos[ind, 0], ind)
+        before = gallery.pipeline.identify_photo(query)
+    files = sorted((tmp_path / "index").glob("*.faiss.points*"))
+    assert [f.name.rsplit(".faiss", 1)[1] for f in files] == [".points", ".points.photos"]
+    if positions == "missing":
+        files[0].unlink()
+    elif positions == "damaged":
+        files[1].write_bytes(b"not a table")
+    read: list[int] = []
+    iter_keypoints = Store.iter_keypoints
+
+    def spy(self: Store, *args, **kwargs):
+        read.append(1)
+        return iter_keypoints(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "iter_keypoints", spy)
+    with Gallery.open(tmp_path) as gallery:
+        after = gallery.pipeline.identify_photo(query)
+    # Without usable positions they come from the database, and nothing else changes.
+    assert bool(read) == (positions != "saved")
+    assert [(c.individual_id, c.score) for c in after.candidates] == [
+        (c.individual_id, c.score) for c in before.candidates
+    ]
 
 
 def test_rebuild_gives_the_same_ranking(built: Path, photos, tmp_path: Path) -> None:
