@@ -249,6 +249,8 @@ class Gallery:
             self.follower.resume(
                 index, state.epoch, state.max_feature_id, set(state.image_ids), points
             )
+            if points is None:  # saved by an older version, or damaged: save them now
+                self.follower.changed = True
         self.save()
         searchable = len(self.local.labels())
         if self.deep is not None and self.deep.photos < searchable:

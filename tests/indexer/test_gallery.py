@@ -239,6 +239,11 @@ def test_a_restart_maps_saved_keypoint_positions_instead_of_reading_the_database
     assert [(c.individual_id, c.score) for c in after.candidates] == [
         (c.individual_id, c.score) for c in before.candidates
     ]
+    # That restart saved them again: the next one maps them.
+    read.clear()
+    with Gallery.open(tmp_path):
+        pass
+    assert read == []
 
 
 def test_rebuild_gives_the_same_ranking(built: Path, photos, tmp_path: Path) -> None:
