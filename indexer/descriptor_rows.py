@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.files import replacing
+from indexer.files import block_files, map_blocks, write_blocks
 
 __all__ = ["DescriptorRows"]
 
@@ -118,15 +118,8 @@ class DescriptorRows:
         order = self.held()
         counts = np.array([self._count[i] for i in order], np.int64)
         photos = np.stack([np.array(order, np.int64), counts], axis=1).reshape(-1, 2)
-        with replacing(path) as tmp, tmp.open("wb") as handle:
-            np.lib.format.write_array_header_1_0(
-                handle,
-                {"descr": "|u1", "fortran_order": False, "shape": (int(counts.sum()), self.dim)},
-            )
-            for image_id in order:
-                handle.write(self.photo(image_id).tobytes())
-        with replacing(_photos_path(path)) as tmp, tmp.open("wb") as handle:
-            np.save(handle, photos)
+        blocks = (self.photo(image_id) for image_id in order)
+        write_blocks(path, blocks, int(counts.sum()), photos, "u1", self.dim)
         return DescriptorRows.load(path, self.dim)
 
     @classmethod
@@ -137,10 +130,7 @@ class DescriptorRows:
             OSError, ValueError: missing, damaged or not of this dimension.
         """
         rows = cls(dim)
-        mapped = np.load(path, mmap_mode="r")
-        photos = np.load(_photos_path(path))
-        if mapped.dtype != np.uint8 or mapped.ndim != 2 or mapped.shape[1] != dim:
-            raise ValueError(f"{path}: not (N, {dim}) uint8 descriptor rows")
+        mapped, photos = map_blocks(path, "u1", dim)
         if photos.ndim != 2 or photos.shape[1] != 2 or photos[:, 1].sum() != len(mapped):
             raise ValueError(f"{path}: the photo table does not match the rows")
         firsts = np.cumsum(photos[:, 1]) - photos[:, 1]
@@ -153,7 +143,7 @@ class DescriptorRows:
     @staticmethod
     def files(path: Path) -> list[Path]:
         """The files `save(path)` writes."""
-        return [path, _photos_path(path)]
+        return block_files(path)
 
     def _rows(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows), self.dim), np.uint8)
@@ -169,7 +159,3 @@ class DescriptorRows:
             counts = np.array([self._count[i] for i in ids.tolist()], np.int64)
             self._table = ids, firsts, counts
         return self._table
-
-
-def _photos_path(path: Path) -> Path:
-    return path.with_name(path.name + ".photos")

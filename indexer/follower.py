@@ -112,7 +112,6 @@ class Follower:
                     for image_id, keypoints in self.store.iter_keypoints(
                         *self.extractor, up_to_id=max_feature_id
                     )
-                    if image_id in labels
                 }
             photos = (
                 (image_id, labels[image_id], positions, tolerance)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.files import replacing
+from indexer.files import block_files, map_blocks, write_blocks
 
 __all__ = ["PhotoPoints", "load_points", "point_files", "save_points"]
 
@@ -28,15 +28,8 @@ def save_points(path: Path, photos: PhotoPoints) -> None:
     table = np.array([(i, len(photos[i][0]), photos[i][1]) for i in order], dtype=_TABLE).reshape(
         -1
     )
-    with replacing(path) as tmp, tmp.open("wb") as handle:
-        np.lib.format.write_array_header_1_0(
-            handle,
-            {"descr": "<f4", "fortran_order": False, "shape": (int(table["count"].sum()), 2)},
-        )
-        for image_id in order:
-            handle.write(np.ascontiguousarray(photos[image_id][0], "<f4").tobytes())
-    with replacing(_table_path(path)) as tmp, tmp.open("wb") as handle:
-        np.save(handle, table)
+    blocks = (photos[image_id][0] for image_id in order)
+    write_blocks(path, blocks, int(table["count"].sum()), table, "f4", 2)
 
 
 def load_points(path: Path) -> PhotoPoints:
@@ -45,10 +38,7 @@ def load_points(path: Path) -> PhotoPoints:
     Raises:
         OSError, ValueError: missing, damaged, or the table does not match the positions.
     """
-    mapped = np.load(path, mmap_mode="r")
-    table = np.load(_table_path(path))
-    if mapped.dtype != np.float32 or mapped.ndim != 2 or mapped.shape[1] != 2:
-        raise ValueError(f"{path}: not (N, 2) float32 positions")
+    mapped, table = map_blocks(path, "f4", 2)
     if table.dtype != _TABLE or table["count"].sum() != len(mapped):
         raise ValueError(f"{path}: the photo table does not match the positions")
     ends = np.cumsum(table["count"])
@@ -66,8 +56,4 @@ def load_points(path: Path) -> PhotoPoints:
 
 def point_files(path: Path) -> list[Path]:
     """The files `save_points(path)` writes."""
-    return [path, _table_path(path)]
-
-
-def _table_path(path: Path) -> Path:
-    return path.with_name(path.name + ".photos")
+    return block_files(path)
