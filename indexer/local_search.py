@@ -8,7 +8,7 @@ keeps it in step with the database and `indexer.index_files` saves and loads it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
@@ -77,9 +77,9 @@ class _Entry(msgspec.Struct, frozen=True):
     tolerance: float
 
 
-Rolled = Callable[[float], LocalFeatures]
-"""rolled(angle) -> the query's features described at that camera roll (degrees); called
-for every roll hypothesis at once, from as many threads."""
+Rolled = Callable[[Sequence[float]], list[LocalFeatures]]
+"""rolled(angles) -> the query's features described at each of these camera rolls
+(degrees), in order; called only when the upright search verifies weakly."""
 
 
 class LocalSearch:
@@ -211,8 +211,8 @@ class LocalSearch:
 
         Args:
             features: the query's local features.
-            rolled: the query described at another roll; called only when needed, for
-                every roll at once from as many threads.
+            rolled: the query described at other rolls; called only when needed, once
+                for every roll.
             exclude: photo ids to leave out, as if not enrolled (leave-one-out).
             verify_also: photo ids to verify even if LNBNN does not shortlist them (the
                 deep model's shortlist); only photos with votes can verify.
@@ -226,12 +226,12 @@ class LocalSearch:
         if ranked and ranked[0].inliers >= self.params.roll_below_inliers:
             return ranked
         best = {item.image_id: item for item in ranked}
-        # Each hypothesis described and searched in its own thread: SIFT and FAISS release
-        # the GIL, so a new individual's answer (every hypothesis tried) waits for one
-        # hypothesis instead of all of them where cores are free.
+        # Every hypothesis described in one call (one scale-space pyramid), then each
+        # searched in its own thread: FAISS releases the GIL, so a new individual's answer
+        # (every hypothesis tried) waits for one search instead of all of them.
         with ThreadPoolExecutor(len(angles)) as pool:
             views = list(
-                pool.map(lambda angle: self._rank_once(rolled(angle), excluded, also), angles)
+                pool.map(lambda view: self._rank_once(view, excluded, also), rolled(angles))
             )
         for view in views:
             for item in view:

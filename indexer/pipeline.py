@@ -177,7 +177,7 @@ class LocalSearchStage:
                 continue
             ranked = self.local.rank(
                 features,
-                rolled=detection.describe,
+                rolled=detection.describe_rolls,
                 exclude=query.exclude,
                 verify_also=verify_also,
             )

@@ -95,7 +95,7 @@ def photo_queries(
             if photo is not None:
                 region = None if locator is None else locator.region(photo)
                 detection = extractor.detect(photo, region)
-                return detection.describe(), detection.describe
+                return detection.describe(), detection.describe_rolls
         stored = store.feature(image_id, extractor.name, extractor.version)
         if stored is None or not isinstance(stored.features, LocalFeatures):
             return None

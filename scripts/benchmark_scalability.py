@@ -419,7 +419,7 @@ def _identify_queries(
         search.index.search(features.descriptors, engine.neighbours + 1)
         search_ms.append(1000 * (time.perf_counter() - searched))
         started_rank = time.perf_counter()
-        search.rank(features, rolled=detection.describe)
+        search.rank(features, rolled=detection.describe_rolls)
         identify_ms.append(1000 * (time.perf_counter() - started_rank + searched - started))
     return {
         "search_ms_p50": statistics.median(search_ms),

@@ -371,17 +371,17 @@ def test_leave_one_out_excludes_the_query_photo(built: Path, photos) -> None:
 def test_roll_hypotheses_are_searched_only_when_the_upright_search_verifies_weakly(
     built: Path, photos
 ) -> None:
-    calls: list[float] = []
+    calls: list[list[float]] = []
     with Gallery.open(built) as gallery:
 
-        def rolled_views(photo: Photo) -> Callable[[float], LocalFeatures]:
+        def rolled_views(photo: Photo) -> Callable[[Sequence[float]], list[LocalFeatures]]:
             detection = gallery.extractor.detect(photo)
 
-            def view(angle: float) -> LocalFeatures:
-                calls.append(angle)
-                return detection.describe(angle)
+            def views(angles: Sequence[float]) -> list[LocalFeatures]:
+                calls.append(list(angles))
+                return detection.describe_rolls(angles)
 
-            return view
+            return views
 
         known = photos["ind-03", QUERY_SEED]
         strong = gallery.local.rank(gallery.extractor.extract(known), rolled=rolled_views(known))
@@ -389,7 +389,8 @@ def test_roll_hypotheses_are_searched_only_when_the_upright_search_verifies_weak
         assert calls == []
         stranger = photos["stranger", QUERY_SEED]
         gallery.local.rank(gallery.extractor.extract(stranger), rolled=rolled_views(stranger))
-        assert sorted(calls) == sorted(gallery.local.params.roll_angles)
+        # Every hypothesis described in one call (one scale-space pyramid).
+        assert calls == [list(gallery.local.params.roll_angles)]
 
 
 def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
@@ -414,8 +415,7 @@ def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
         monkeypatch.setattr(gallery.extractor, "detect", spy_detect)
         # A stranger verifies weakly upright, so every hypothesis is searched.
         gallery.pipeline.identify_photo(photos["stranger", QUERY_SEED])
-        # The hypotheses are described in threads of their own, in either order.
-        assert sorted(described) == sorted([0.0, *gallery.local.params.roll_angles])
+        assert described == [0.0, *gallery.local.params.roll_angles]
     assert len(detected) == 1
 
 
@@ -426,7 +426,7 @@ def test_a_rolled_photo_is_identified_through_a_roll_hypothesis(built: Path, pho
         upright = gallery.local.rank(gallery.extractor.extract(query))
         ranked = gallery.local.rank(
             gallery.extractor.extract(query),
-            rolled=gallery.extractor.detect(query).describe,
+            rolled=gallery.extractor.detect(query).describe_rolls,
         )
         assert gallery.local.labels()[ranked[0].image_id] == "ind-05"
         assert ranked[0].inliers > (upright[0].inliers if upright else 0)
