@@ -124,6 +124,30 @@ def test_many_lists_are_found_through_a_graph(photos, monkeypatch, tmp_path: Pat
     assert np.array_equal(graph.search(queries, 4)[1], loaded.search(queries, 4)[1])
 
 
+def test_the_graph_is_searched_as_wide_as_the_engine_says_whatever_was_saved(
+    photos, monkeypatch
+) -> None:
+    # The width of the list-centre graph's search is given with each search, so an index
+    # saved by a version with another width searches with this version's.
+    monkeypatch.setattr(descriptor_index, "_GRAPH_LISTS", 8)
+    graph = build(photos, exact_max=1_000)
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(graph._index).quantizer)
+    queries = photos[7][:100]
+
+    def distances_computed(saved_width: int) -> int:
+        quantizer.hnsw.efSearch = saved_width
+        faiss.cvar.hnsw_stats.reset()
+        graph.search(queries, 4)
+        return faiss.cvar.hnsw_stats.ndis
+
+    assert quantizer.ntotal > 4 * descriptor_index._GRAPH_WIDTH
+    engine = distances_computed(descriptor_index._GRAPH_WIDTH)
+    assert distances_computed(4 * descriptor_index._GRAPH_WIDTH) == engine
+    assert distances_computed(16) == engine
+    monkeypatch.setattr(descriptor_index, "_GRAPH_WIDTH", 2 * descriptor_index._GRAPH_WIDTH)
+    assert distances_computed(16) > engine
+
+
 def exact_distances(photos: list[np.ndarray], image_ids, keypoints, queries) -> np.ndarray:
     rows = np.stack([photos[i - 1][k] for i, k in zip(image_ids.ravel(), keypoints.ravel())])
     difference = np.repeat(queries.astype(float), image_ids.shape[1], axis=0) - rows
@@ -246,15 +270,13 @@ def test_a_search_in_a_new_thread_runs_on_one_openmp_thread(photos) -> None:
     index = build(photos, 1_000)
     seen: list[int] = []
 
-    class Recording:
-        def __init__(self, wrapped: faiss.Index) -> None:
-            self.wrapped = wrapped
+    search = index._index.search
 
-        def search(self, *args, **kwargs):
-            seen.append(faiss.omp_get_max_threads())
-            return self.wrapped.search(*args, **kwargs)
+    def recording(*args, **kwargs):
+        seen.append(faiss.omp_get_max_threads())
+        return search(*args, **kwargs)
 
-    index._index = Recording(index._index)
+    index._index.search = recording
     with ThreadPoolExecutor(1) as pool:
         before = pool.submit(faiss.omp_get_max_threads).result()
         pool.submit(index.search, photos[0], 5).result()
