@@ -391,4 +391,7 @@ def _train_ivf(
     index.clustering_index = exact
     index.train(training)
     index.clustering_index = None
+    # Descriptors added (and looked up on removal) are assigned to lists this wide too:
+    # FAISS's default, 16, missed the nearest list for 0.35 % of descriptors.
+    faiss.downcast_index(index.quantizer).hnsw.efSearch = _GRAPH_WIDTH
     return index

@@ -116,6 +116,8 @@ def test_many_lists_are_found_through_a_graph(photos, monkeypatch, tmp_path: Pat
     graph = build(photos, exact_max=1_000)
     quantizer = faiss.downcast_index(faiss.extract_index_ivf(graph._index).quantizer)
     assert isinstance(quantizer, faiss.IndexHNSWFlat)
+    # Adding and removing assign descriptors to lists as wide as searches look for them.
+    assert quantizer.hnsw.efSearch == descriptor_index._GRAPH_WIDTH
     queries = photos[7][:100]
     same = flat.search(queries, 1)[1] == graph.search(queries, 1)[1]
     assert same.mean() >= 0.95
