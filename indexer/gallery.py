@@ -40,7 +40,7 @@ from indexer.pipeline import (
     Stage,
 )
 from indexer.refit import Calibrator, photo_queries
-from indexer.results import GalleryStats, Progress
+from indexer.results import GalleryStats, Progress, Reextraction
 from indexer.store import DATABASE_FILE, Store
 
 __all__ = ["Gallery", "Progress"]
@@ -213,6 +213,27 @@ class Gallery:
             self.calibrator.refit(progress)
             self.save()
 
+    def describe_lacking(self, progress: Progress | None = None) -> Reextraction | None:
+        """Give the stored photos that lack them the features searched now, from their
+        stored files, then rebuild the searches; None when no photo lacks any.
+
+        Photos lack features when enrolled under other extractor settings (an upgrade
+        that changed them, or a changed `[features]`) or before a deep model was
+        installed; until described again they are not searched, or only by their
+        local features.
+        """
+        with self.follower.lock:
+            searchable = len(self.local.labels())
+            lacking = searchable < self.store.count_images() or (
+                self.deep is not None and self.deep.photos < searchable
+            )
+        if not lacking:
+            return None
+        done = self.catalogue.reextract(progress)
+        if done.extracted:
+            self.rebuild(progress)
+        return done
+
     def stats(self) -> GalleryStats:
         self.follower.catch_up()
         labels = self.local.labels()
@@ -253,6 +274,16 @@ class Gallery:
                 self.follower.changed = True
         self.save()
         searchable = len(self.local.labels())
+        stored = self.store.count_images()
+        if searchable < stored:
+            _log.warning(
+                "%d of %d photos have no features of these extractor settings (%s-%s): they"
+                " are not searched until `whaleid index rebuild` or `whaleid serve` describes"
+                " them again from their stored files",
+                stored - searchable,
+                stored,
+                *self._extractor_key,
+            )
         if self.deep is not None and self.deep.photos < searchable:
             # Photos enrolled before this model was installed: searched by their local
             # features only, until given its embedding.

@@ -144,12 +144,12 @@ class GalleryStats(msgspec.Struct, frozen=True, kw_only=True):
     """Individuals' deep-model centroids (imported ArcFace class weights)."""
     stored_images: int = 0
     """Photos in the database. More than `images` after the extractor settings changed:
-    `Gallery.reextract` (`whaleid index rebuild`) extracts the others' features from
+    `Catalogue.reextract` (`whaleid index rebuild`) extracts the others' features from
     their stored files; photos enrolled before files were kept must be enrolled again."""
 
 
 class Unextracted(msgspec.Struct, frozen=True, kw_only=True):
-    """A stored photo `Gallery.reextract` could not give features."""
+    """A stored photo `Catalogue.reextract` could not give features."""
 
     image_id: int
     individual_id: str
@@ -160,7 +160,7 @@ class Unextracted(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Reextraction(msgspec.Struct, frozen=True, kw_only=True):
-    """What `Gallery.reextract` did."""
+    """What `Catalogue.reextract` did."""
 
     extracted: int
     """Photos given features (or embeddings) from their stored files."""

@@ -31,7 +31,7 @@ from service.config import Settings
 from service.errors import handle_error
 from service.litestar_fixes import fix_allow_header
 from service.metrics import Metrics
-from service.opening import load_configured_models, open_gallery
+from service.opening import load_configured_models, open_served_gallery
 from service.routes import catalogue, identify, ops
 from service.runtime import Runtime
 from service.security import require_api_key
@@ -82,7 +82,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.runtime = runtime
 
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(runtime.open, partial(open_gallery, settings, models))
+        tasks.start_soon(runtime.open, partial(open_served_gallery, settings, models))
         tasks.start_soon(runtime.keep_calibrated)
         try:
             yield

@@ -48,8 +48,9 @@ _Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 class FeatureSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What an operator may trade in the local-feature extractor (TOML table
-    `[features]`). Changing either changes the extractor's version: `whaleid index
-    rebuild` then re-extracts every photo's features from its stored file."""
+    `[features]`). Changing either changes the extractor's version: `whaleid serve` (at
+    start) or `whaleid index rebuild` then re-extracts every photo's features from its
+    stored file."""
 
     long_side: Annotated[int, msgspec.Meta(ge=64, le=4096)] = 600
     """Working size (pixels of the longer side): larger finds finer markings, slower."""

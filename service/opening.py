@@ -3,6 +3,7 @@ place for the service and the CLI."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from embeddings.registry import LoadedModels, load_models
@@ -10,7 +11,9 @@ from indexer.gallery import Gallery
 from indexer.results import Progress
 from service.config import Settings
 
-__all__ = ["load_configured_models", "open_gallery"]
+__all__ = ["load_configured_models", "open_gallery", "open_served_gallery"]
+
+_log = logging.getLogger(__name__)
 
 
 def load_configured_models(settings: Settings, models_dir: Path | None = None) -> LoadedModels:
@@ -45,3 +48,27 @@ def open_gallery(
         max_pixels=settings.max_image_pixels,
         progress=progress,
     )
+
+
+def open_served_gallery(
+    settings: Settings, models: LoadedModels, progress: Progress | None = None
+) -> Gallery:
+    """`open_gallery`, then the stored photos that lack the features searched now
+    described again (`Gallery.describe_lacking`): a service started on a catalogue of an
+    earlier version, or with other `[features]`, searches every photo it holds instead of
+    answering "new individual" for those it would skip."""
+    gallery = open_gallery(settings, models, progress)
+    try:
+        done = gallery.describe_lacking(progress)
+    except BaseException:
+        gallery.close()
+        raise
+    if done is not None:
+        _log.log(
+            logging.WARNING if done.unextracted else logging.INFO,
+            "described %d stored photos again for these extractor settings and models;"
+            " %d could not be (`whaleid index rebuild` lists them)",
+            done.extracted,
+            len(done.unextracted),
+        )
+    return gallery

@@ -294,7 +294,7 @@ def test_damaged_or_missing_index_is_rebuilt(tmp_path: Path, photos, damage: str
 def test_an_ivf_index_without_its_exact_descriptors_is_rebuilt(
     tmp_path: Path, photos, damage: str
 ) -> None:
-    search = SearchParameters(exact_search_max=1_000)
+    search = SearchParameters(exact_search_max=500)
     with Gallery.open(tmp_path, search=search) as gallery:
         for ind in INDIVIDUALS[:3]:
             gallery.catalogue.enrol(photos[ind, 0], ind)

@@ -11,9 +11,10 @@ import pytest
 from litestar.testing import TestClient
 
 import service.runtime
+from embeddings.images import load_photo
 from indexer.gallery import Gallery
 from service.app import create_app
-from service.config import Settings
+from service.config import FeatureSettings, Settings
 from tests.synthetic import encode, sighting
 
 
@@ -72,3 +73,25 @@ def test_a_catalogue_that_cannot_be_opened_leaves_the_service_unready(tmp_path: 
         assert ready.status_code == 503
         assert ready.json()["status"] == "failed"
         assert "could not be opened" in ready.json()["detail"]
+
+
+def test_a_catalogue_described_under_other_settings_is_described_again_at_start(
+    tmp_path: Path,
+) -> None:
+    """After an upgrade (or a `[features]` change) that changes the extractor's version,
+    the service describes its stored photos again before it is ready, instead of
+    answering "new individual" for every photo it holds."""
+    data = tmp_path / "data"
+    with Gallery.open(data) as gallery:
+        for individual in (1, 2, 3):
+            gallery.catalogue.enrol(load_photo(encode(sighting(individual, 0))), f"HW-{individual}")
+    settings = Settings(
+        data_dir=str(data), rate_limit_per_minute=0, features=FeatureSettings(max_features=600)
+    )
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 200, ready.text
+        counts = ready.json()["counts"]
+        assert counts["images"] == counts["stored_images"] == 3
+        answer = client.post("/v1/identify", files={"file": ("q.jpg", encode(sighting(2, 1)))})
+    assert answer.json()["candidates"][0]["individual_id"] == "HW-2"
