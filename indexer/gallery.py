@@ -40,7 +40,7 @@ from indexer.pipeline import (
     Stage,
 )
 from indexer.refit import Calibrator, photo_queries
-from indexer.results import GalleryStats, Progress, Reextraction
+from indexer.results import GalleryStats, Progress
 from indexer.store import DATABASE_FILE, Store
 
 __all__ = ["Gallery", "Progress"]
@@ -213,26 +213,17 @@ class Gallery:
             self.calibrator.refit(progress)
             self.save()
 
-    def describe_lacking(self, progress: Progress | None = None) -> Reextraction | None:
-        """Give the stored photos that lack them the features searched now, from their
-        stored files, then rebuild the searches; None when no photo lacks any.
-
-        Photos lack features when enrolled under other extractor settings (an upgrade
-        that changed them, or a changed `[features]`) or before a deep model was
-        installed; until described again they are not searched, or only by their
-        local features.
-        """
+    def lacking(self) -> bool:
+        """Whether some stored photo lacks the features searched now: enrolled under
+        other extractor settings (an upgrade that changed them, or a changed
+        `[features]`), so not searched, or before the deep model was installed, so
+        searched by its local features only. `catalogue.reextract` then `rebuild` give
+        them their features from their stored files."""
         with self.follower.lock:
             searchable = len(self.local.labels())
-            lacking = searchable < self.store.count_images() or (
+            return searchable < self.store.count_images() or (
                 self.deep is not None and self.deep.photos < searchable
             )
-        if not lacking:
-            return None
-        done = self.catalogue.reextract(progress)
-        if done.extracted:
-            self.rebuild(progress)
-        return done
 
     def stats(self) -> GalleryStats:
         self.follower.catch_up()

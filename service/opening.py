@@ -51,24 +51,35 @@ def open_gallery(
 
 
 def open_served_gallery(
-    settings: Settings, models: LoadedModels, progress: Progress | None = None
+    settings: Settings,
+    models: LoadedModels,
+    progress: Progress | None = None,
+    describing: Progress | None = None,
 ) -> Gallery:
     """`open_gallery`, then the stored photos that lack the features searched now
-    described again (`Gallery.describe_lacking`): a service started on a catalogue of an
-    earlier version, or with other `[features]`, searches every photo it holds instead of
-    answering "new individual" for those it would skip."""
+    (`Gallery.lacking`) described again from their files and the searches rebuilt: a
+    service started on a catalogue of an earlier version, or with other `[features]`,
+    searches every photo it holds instead of answering "new individual" for those it
+    would skip.
+
+    Args:
+        progress: progress(done, total) of a rebuild and of the calibration.
+        describing: progress(done, total) of describing the photos again.
+    """
     gallery = open_gallery(settings, models, progress)
     try:
-        done = gallery.describe_lacking(progress)
+        if gallery.lacking():
+            done = gallery.catalogue.reextract(describing)
+            if done.extracted:
+                gallery.rebuild(progress)
+            _log.log(
+                logging.WARNING if done.unextracted else logging.INFO,
+                "described %d stored photos again for these extractor settings and models;"
+                " %d could not be (`whaleid index rebuild` lists them)",
+                done.extracted,
+                len(done.unextracted),
+            )
     except BaseException:
         gallery.close()
         raise
-    if done is not None:
-        _log.log(
-            logging.WARNING if done.unextracted else logging.INFO,
-            "described %d stored photos again for these extractor settings and models;"
-            " %d could not be (`whaleid index rebuild` lists them)",
-            done.extracted,
-            len(done.unextracted),
-        )
     return gallery

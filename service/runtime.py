@@ -43,6 +43,8 @@ _REFIT_CHECK_S = 30.0
 
 
 _REBUILDING = "rebuilding the search index"
+_CALIBRATING = "calibrating"
+_DESCRIBING = "describing stored photos for the current extractor settings"
 
 
 class Opening(msgspec.Struct, kw_only=True):
@@ -78,16 +80,29 @@ class Runtime:
         # Reads of the catalogue never queue behind photos being identified.
         self.read_limiter = CapacityLimiter(_READ_THREADS)
 
-    async def open(self, open_gallery: Callable[[Progress], Gallery]) -> None:
-        """Open the gallery in a worker thread; progress and failure go to `opening`."""
+    async def open(self, open_gallery: Callable[[Progress, Progress], Gallery]) -> None:
+        """Open the gallery in a worker thread; progress and failure go to `opening`.
+
+        Args:
+            open_gallery: open_gallery(progress, describing) opens it, reporting a rebuild
+                followed by the calibration to the first, and describing stored photos
+                again (which a rebuild follows) to the second.
+        """
 
         def progress(done: int, total: int) -> None:
-            if total != self.opening.total:  # a new phase: rebuild, then calibration
-                self.opening.phase = _REBUILDING if self.opening.total == 0 else "calibrating"
+            opening = self.opening
+            if opening.phase not in (_REBUILDING, _CALIBRATING):
+                opening.phase = _REBUILDING
+            elif total != opening.total or done < opening.done:  # the calibration began
+                opening.phase = _CALIBRATING
+            opening.done, opening.total = done, total
+
+        def describing(done: int, total: int) -> None:
+            self.opening.phase = _DESCRIBING
             self.opening.done, self.opening.total = done, total
 
         try:
-            self._gallery = await anyio.to_thread.run_sync(open_gallery, progress)
+            self._gallery = await anyio.to_thread.run_sync(open_gallery, progress, describing)
         except Exception as exc:  # noqa: BLE001 - reported by /ready, and logged
             self.opening.error = f"{type(exc).__name__}: {exc}"
             _log.error("the catalogue could not be opened: %s", self.opening.error)

@@ -12,6 +12,7 @@ from litestar.testing import TestClient
 
 import service.runtime
 from embeddings.images import load_photo
+from indexer.catalogue import Catalogue
 from indexer.gallery import Gallery
 from service.app import create_app
 from service.config import FeatureSettings, Settings
@@ -76,22 +77,39 @@ def test_a_catalogue_that_cannot_be_opened_leaves_the_service_unready(tmp_path: 
 
 
 def test_a_catalogue_described_under_other_settings_is_described_again_at_start(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After an upgrade (or a `[features]` change) that changes the extractor's version,
-    the service describes its stored photos again before it is ready, instead of
-    answering "new individual" for every photo it holds."""
+    the service describes its stored photos again before it is ready, saying so, instead
+    of answering "new individual" for every photo it holds."""
     data = tmp_path / "data"
     with Gallery.open(data) as gallery:
         for individual in (1, 2, 3):
-            gallery.catalogue.enrol(load_photo(encode(sighting(individual, 0))), f"HW-{individual}")
+            photo = load_photo(encode(sighting(individual, 0)))
+            gallery.catalogue.enrol(photo, f"HW-{individual}")
+    release = threading.Event()
+    real_reextract = Catalogue.reextract
+
+    def slow_reextract(self, progress=None, describe=None):  # type: ignore[no-untyped-def]
+        progress(1, 3)
+        assert release.wait(timeout=30)
+        return real_reextract(self, progress, describe)
+
+    monkeypatch.setattr(Catalogue, "reextract", slow_reextract)
+    monkeypatch.setattr(service.runtime, "_WAIT_FOR_GALLERY_S", 0.2)
     settings = Settings(
         data_dir=str(data), rate_limit_per_minute=0, features=FeatureSettings(max_features=600)
     )
     with TestClient(create_app(settings)) as client:
+        starting = client.get("/ready")
+        release.set()
         ready = client.get("/ready")
-        assert ready.status_code == 200, ready.text
-        counts = ready.json()["counts"]
-        assert counts["images"] == counts["stored_images"] == 3
         answer = client.post("/v1/identify", files={"file": ("q.jpg", encode(sighting(2, 1)))})
+    assert starting.status_code == 503
+    assert starting.json()["detail"] == (
+        "describing stored photos for the current extractor settings: 1 of 3"
+    )
+    assert ready.status_code == 200, ready.text
+    counts = ready.json()["counts"]
+    assert counts["images"] == counts["stored_images"] == 3
     assert answer.json()["candidates"][0]["individual_id"] == "HW-2"
