@@ -144,8 +144,10 @@ def markdown(meta: dict, results: dict, gate: dict) -> str:
         " happywhale 0.692). 32-byte fast-scan codes without re-scoring gave 0.800, 0.532"
         " and 0.646; with it, happywhale 0.738 (17:18).",
         "- local features: the runs dated 2026-12-04 describe photos with RootSIFT's"
-        " contrast threshold at 0.024; the earlier ones used 0.02 (humpback-flukes 0.821,"
-        " rightwhale 0.551, happywhale 0.677 in the weight-free runs of 2026-12-03 17:11).",
+        " contrast threshold at 0.024; the earlier ones used 0.02. With 0.02: weight-free"
+        " humpback-flukes 0.821, rightwhale 0.551, happywhale 0.677; default install"
+        " humpback-flukes 0.818, rightwhale 0.545, happywhale 0.831, happywhale +"
+        " distractors 0.738.",
         f"- distractors: photos of other animals enrolled and never queried ({', '.join(DISTRACTORS)}"
         " sets; see `whaleid evaluate --distractors`).",
         "",
