@@ -219,11 +219,10 @@ class Gallery:
         `[features]`), so not searched, or before the deep model was installed, so
         searched by its local features only. `catalogue.reextract` then `rebuild` give
         them their features from their stored files."""
-        with self.follower.lock:
-            searchable = len(self.local.labels())
-            return searchable < self.store.count_images() or (
-                self.deep is not None and self.deep.photos < searchable
-            )
+        stats = self.stats()
+        return stats.images < stats.stored_images or (
+            self.deep is not None and stats.embeddings < stats.images
+        )
 
     def stats(self) -> GalleryStats:
         self.follower.catch_up()
