@@ -5,6 +5,7 @@ which gives the same index as adding every photo in one process."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 
@@ -19,11 +20,15 @@ def fill_on_cluster(shards: int) -> Fill:
     ray = import_ray()
     add_shard = ray.remote(num_cpus=1)(_add_shard)
 
-    def fill(index: DescriptorIndex, image_ids: list[int], descriptors: list[np.ndarray]) -> None:
-        empty = ray.put(index.to_bytes())  # trained, empty
+    def fill(
+        index: DescriptorIndex, image_ids: list[int], descriptors: Callable[[int], np.ndarray]
+    ) -> None:
+        empty = ray.put(index.to_bytes())  # trained, empty, without exact rows
         bounds = np.linspace(0, len(image_ids), shards + 1).round().astype(int)
         pending = [
-            add_shard.remote(empty, image_ids[start:end], descriptors[start:end])
+            add_shard.remote(
+                empty, image_ids[start:end], [descriptors(i) for i in image_ids[start:end]]
+            )
             for start, end in itertools.pairwise(bounds)
             if end > start
         ]

@@ -14,7 +14,7 @@ disk, memory-mapped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import faiss
@@ -109,32 +109,37 @@ class DescriptorIndex:
 
     def build(
         self,
-        image_ids: list[int],
-        descriptors: list[np.ndarray],
+        photos: Iterable[tuple[int, np.ndarray]],
         seed: int = 0,
         fill: Fill | None = None,
+        scratch: Path | None = None,
     ) -> None:
         """Replace the index with one over these photos, IVF when they are many.
 
         Args:
-            image_ids: photo ids, one per descriptor array.
-            descriptors: (N_i, dim) uint8 arrays.
+            photos: (photo id, (N, dim) uint8 descriptors), read once: their exact rows
+                are written to a file without a name in `scratch` (None: the system's
+                temporary folder), not held in memory, then trained on and added.
             seed: seed of the k-means training sample.
             fill: adds the photos to a trained IVF index in some other way than one by
                 one here (`cluster.index_build`); it must give the same index.
         """
-        total = sum(len(d) for d in descriptors)
-        if total <= self.exact_max:
+        rows = DescriptorRows.spilled(photos, self.dim, scratch)
+        image_ids = rows.held()
+        self._rows = None
+        if rows.rows <= self.exact_max:
             self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
-            self._rows = None
+            for image_id in image_ids:
+                self.add(image_id, rows.photo(image_id))
+            return
+        self._index = _train_ivf(rows, self.dim, seed, self.codes)
+        # Codes alone are added (`add` without rows): the exact rows are in place.
+        if fill is not None:
+            fill(self, image_ids, rows.photo)
         else:
-            self._index = _train_ivf(descriptors, self.dim, total, seed, self.codes)
-            self._rows = DescriptorRows(self.dim)
-            if fill is not None:
-                fill(self, image_ids, descriptors)
-                return
-        for image_id, desc in zip(image_ids, descriptors, strict=True):
-            self.add(image_id, desc)
+            for image_id in image_ids:
+                self.add(image_id, rows.photo(image_id))
+        self._rows = rows
 
     def empty_copy(self) -> DescriptorIndex:
         """An index of the same kind and training (the same IVF lists), holding nothing."""
@@ -149,15 +154,13 @@ class DescriptorIndex:
         `empty_copy`); IVF lists are appended list by list, so adding photos in shards
         and merging the shards in order gives the index that adding them here would."""
         if self.approximate:
-            faiss.extract_index_ivf(self._index).merge_from(
-                faiss.extract_index_ivf(other._index), 0
-            )
+            ivf = faiss.extract_index_ivf(self._index)
+            ivf.merge_from(faiss.extract_index_ivf(other._index), 0)
+            _clear_free_slots(ivf, list(range(ivf.nlist)))
         else:
             self._index.merge_from(other._index, 0)
         if self._rows is not None and other._rows is not None:
             self._rows.extend(other._rows)
-            ivf = faiss.extract_index_ivf(self._index)
-            _clear_free_slots(ivf, list(range(ivf.nlist)))
 
     def to_bytes(self) -> bytes:
         """The index serialised, exact rows included, to send to another process."""
@@ -303,8 +306,9 @@ class _Serialised(msgspec.Struct, array_like=True):
     """Exact rows, (image id, its rows) in the order held."""
 
 
-Fill = Callable[[DescriptorIndex, list[int], list[np.ndarray]], None]
-"""fill(trained empty index, image ids, descriptors): add the photos to the index."""
+Fill = Callable[[DescriptorIndex, list[int], Callable[[int], np.ndarray]], None]
+"""fill(trained empty index, image ids, descriptors of an image id): add the photos' codes
+to the index (it holds no exact rows while it is filled)."""
 
 
 def _clear_free_slots(ivf: faiss.IndexIVF, lists: list[int]) -> None:
@@ -365,21 +369,12 @@ photos (18 214 lists, 2-core AMD EPYC, 50 real queries x 2, paired): 64 -> 32 to
 p50 from 309 to 261 ms and kept all 50 top-1 answers; 16 changed 5 of them."""
 
 
-def _train_ivf(
-    descriptors: list[np.ndarray], dim: int, total: int, seed: int, codes: str
-) -> faiss.Index:
+def _train_ivf(rows: DescriptorRows, dim: int, seed: int, codes: str) -> faiss.Index:
+    total = rows.rows
     nlist = _list_count(total)
     sample = min(total, 40 * nlist)
-    # Sampled photo by photo: stacking every descriptor first would double the memory of
-    # a large gallery's build.
     picks = np.sort(np.random.default_rng(seed).choice(total, sample, replace=False))
-    ends = np.cumsum([len(d) for d in descriptors])
-    training = np.empty((sample, dim), np.float32)
-    done = 0
-    for photo, end in zip(descriptors, ends, strict=True):
-        mine = picks[done : np.searchsorted(picks, end)]
-        training[done : done + len(mine)] = photo[mine - (end - len(photo))]
-        done += len(mine)
+    training = rows.take(picks).astype(np.float32)
     if nlist <= _GRAPH_LISTS:
         index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_L2)
         index.train(training)

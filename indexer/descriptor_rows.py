@@ -6,10 +6,14 @@ The few candidates a search keeps are re-scored against the exact uint8 descript
 here. Those of a saved index stay in their file, memory-mapped: a search reads only its
 candidates' rows, which the OS pages in and can drop again, so they cost page cache, not
 the process's memory. Rows added since the last save are held in memory until the next.
+An index being built writes its rows to a nameless file first (`spilled`), so that
+building over 100 000 photos (12 GB of rows) does not hold them in memory.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,33 @@ class DescriptorRows:
         # The photos sorted by id with their first rows and row counts, for searches;
         # dropped by any change.
         self._table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def spilled(
+        cls, photos: Iterable[tuple[int, np.ndarray]], dim: int, folder: Path | None
+    ) -> DescriptorRows:
+        """Rows of these (photo id, (N, dim) uint8 descriptors), written one photo after
+        another to a file without a name in `folder` (None: the system's temporary
+        folder) and memory-mapped from it: the file's space is freed when these rows are,
+        or when the process ends, however it ends."""
+        rows = cls(dim)
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder) as handle:
+            for image_id, descriptors in photos:
+                handle.write(np.ascontiguousarray(descriptors, np.uint8).tobytes())
+                rows._first[image_id] = rows._total
+                rows._count[image_id] = len(descriptors)
+                rows._total += len(descriptors)
+            handle.flush()
+            if rows._total:  # a mapping outlives the file's handle
+                rows._mapped = np.memmap(handle, np.uint8, "r", shape=(rows._total, dim))
+        return rows
+
+    @property
+    def rows(self) -> int:
+        """Rows written, in the order added: a removed photo's too, until the next save."""
+        return self._total
 
     @property
     def size(self) -> int:
@@ -81,7 +112,7 @@ class DescriptorRows:
     def photo(self, image_id: int) -> np.ndarray:
         """One photo's descriptors, (N, dim) uint8."""
         first = self._first[image_id]
-        return self._rows(np.arange(first, first + self._count[image_id]))
+        return self.take(np.arange(first, first + self._count[image_id]))
 
     def distances(
         self, queries: np.ndarray, image_ids: np.ndarray, keypoints: np.ndarray
@@ -99,7 +130,7 @@ class DescriptorRows:
         out = np.full(image_ids.shape, np.inf, np.float32)
         rows = self._row_numbers(image_ids, keypoints)
         query_rows, columns = np.nonzero(rows >= 0)
-        difference = queries[query_rows].astype(np.float32) - self._rows(rows[query_rows, columns])
+        difference = queries[query_rows].astype(np.float32) - self.take(rows[query_rows, columns])
         out[query_rows, columns] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
         return out
 
@@ -145,7 +176,8 @@ class DescriptorRows:
         """The files `save(path)` writes."""
         return block_files(path)
 
-    def _rows(self, rows: np.ndarray) -> np.ndarray:
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows by their number among those written (`rows`), (len(rows), dim) uint8."""
         out = np.empty((len(rows), self.dim), np.uint8)
         mapped = rows < len(self._mapped)
         out[mapped] = self._mapped[rows[mapped]]

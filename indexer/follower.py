@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from embeddings.protocol import GlobalEmbedding, LocalFeatures
 from indexer.deep_search import DeepSearch
@@ -71,14 +71,19 @@ class Follower:
             labels = self.store.image_labels()
             total = self.store.count_features(*self.extractor)
             max_id = 0
-            rows = []
-            for done, row in enumerate(self.store.iter_features(*self.extractor), start=1):
-                if isinstance(row.features, LocalFeatures) and row.image_id in labels:
-                    rows.append((row.image_id, labels[row.image_id], row.features))
-                max_id = max(max_id, row.id)
-                if progress is not None:
-                    progress(done, total)
-            self.local.build(rows, fill)
+
+            def searchable() -> Iterator[tuple[int, str, LocalFeatures]]:
+                # Streamed from the database into the build: a large catalogue's
+                # descriptors (12 GB at 100 000 photos) are never all in memory.
+                nonlocal max_id
+                for done, row in enumerate(self.store.iter_features(*self.extractor), start=1):
+                    if isinstance(row.features, LocalFeatures) and row.image_id in labels:
+                        yield row.image_id, labels[row.image_id], row.features
+                    max_id = max(max_id, row.id)
+                    if progress is not None:
+                        progress(done, total)
+
+            self.local.build(searchable(), fill)
             self._rebuild_deep()
             self.epoch, self.max_feature_id, self._marker = epoch, max_id, marker
             self.changed = True

@@ -70,7 +70,7 @@ class Gallery:
         self.embedder = embedder
         self.engine = engine
         self._index_dir = index_dir
-        self.local = LocalSearch(search, upright=extractor.config.upright)
+        self.local = LocalSearch(search, upright=extractor.config.upright, scratch=index_dir)
         self.deep = (
             None
             if embedder is None

@@ -8,8 +8,9 @@ keeps it in step with the database and `indexer.index_files` saves and loads it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -86,9 +87,17 @@ class LocalSearch:
     """The searchable local features of one extractor version. Thread-safe: searches run
     side by side, a change waits for them and holds them off."""
 
-    def __init__(self, params: SearchParameters, upright: bool) -> None:
+    def __init__(
+        self, params: SearchParameters, upright: bool, scratch: Path | None = None
+    ) -> None:
+        """Args:
+        params: the algorithm's constants.
+        upright: whether the extractor describes keypoints upright (then rolls help).
+        scratch: where a build writes its exact rows (`DescriptorIndex.build`).
+        """
         self.params = params
         self._upright = upright
+        self._scratch = scratch
         self._lock = ReadWriteLock()
         self._index = DescriptorIndex(128, params.exact_search_max, params.nprobe, params.codes)
         self._entries: dict[int, _Entry] = {}
@@ -112,18 +121,19 @@ class LocalSearch:
         self, photos: Iterable[tuple[int, str, LocalFeatures]], fill: Fill | None = None
     ) -> None:
         """Start over from (image id, individual, features) rows, with a new index of
-        their descriptors (`fill`: how it is filled, see `DescriptorIndex.build`)."""
+        their descriptors (`fill`: how it is filled, see `DescriptorIndex.build`). The rows
+        are read once and need not all be in memory: only their keypoints are kept."""
         entries: dict[int, _Entry] = {}
-        ids: list[int] = []
-        descriptors: list[np.ndarray] = []
-        for image_id, individual_id, features in photos:
-            entries[image_id] = _entry(individual_id, features.keypoints)
-            ids.append(image_id)
-            descriptors.append(features.descriptors)
+
+        def described() -> Iterator[tuple[int, np.ndarray]]:
+            for image_id, individual_id, features in photos:
+                entries[image_id] = _entry(individual_id, features.keypoints)
+                yield image_id, features.descriptors
+
         index = DescriptorIndex(
             128, self.params.exact_search_max, self.params.nprobe, self.params.codes
         )
-        index.build(ids, descriptors, fill=fill)
+        index.build(described(), fill=fill, scratch=self._scratch)
         with self._lock.writing():
             self._index = index
             self._entries = entries

@@ -104,7 +104,7 @@ def _leave_one_out(photos: list[tuple[str, LocalFeatures]], codes: str, seed: in
     index = DescriptorIndex(128, params.exact_search_max, params.nprobe, codes)
     ids = list(range(1, len(photos) + 1))
     faiss.omp_set_num_threads(2)  # the build is not measured
-    index.build(ids, [f.descriptors for _, f in photos], seed=seed)
+    index.build(((i, f.descriptors) for i, (_, f) in zip(ids, photos)), seed=seed)
     faiss.omp_set_num_threads(1)
     search.resume(
         index, [(i, label, *positions_of(f.keypoints)) for i, (label, f) in zip(ids, photos)]
