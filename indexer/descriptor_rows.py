@@ -63,7 +63,7 @@ class DescriptorRows:
         return rows
 
     @property
-    def rows(self) -> int:
+    def written(self) -> int:
         """Rows written, in the order added: a removed photo's too, until the next save."""
         return self._total
 
