@@ -610,7 +610,8 @@ def _markdown(r: dict) -> str:
             " alone. The index is measured as a restarted server holds it, loaded from its"
             " saved files; *load s* is that loading, the FAISS file read, the exact rows"
             " mapped and each photo's keypoint positions taken in (the service reads them"
-            " from its points file and the database as well). *index KiB/photo*: what it keeps in memory, the FAISS index"
+            " from its points file and the database as well). *index KiB/photo*: what it"
+            " keeps in memory, the FAISS index"
             " plus any exact rows held in memory plus the keypoint positions kept for"
             " verification; *disk KiB/photo*: its files, the exact rows that re-score"
             " an IVF index's candidates included, which are memory-mapped and read a few"
@@ -646,7 +647,7 @@ def _markdown(r: dict) -> str:
             if not p["engine_index"]:
                 continue
             memory = p["index_kib_per_photo"] <= bars["index_kib_per_photo"]
-            bar = identify_bar_ms(p["photos"])
+            bar = p["identify_bar_ms"]  # as the run that measured the point stored it
             speed = (
                 "no bar at this size"
                 if bar is None

@@ -112,7 +112,7 @@ def rows() -> list[str]:
         )
         for point in engine_local:
             # Issue 18's bar at this size (benchmark_scalability.identify_bar_ms): None sets none.
-            bar = point.get("identify_bar_ms", 200.0)
+            bar = point["identify_bar_ms"]
             out.append(
                 f"| weight-free identify at {point['photos']:,} photos ({point['data']}):"
                 " p50 (features included) / local index per photo |"
