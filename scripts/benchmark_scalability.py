@@ -412,8 +412,9 @@ def _descriptor_point(
         )
         load_s = time.perf_counter() - loading
         disk_bytes = sum(p.stat().st_size for p in DescriptorIndex.files(saved) if p.is_file())
+        # The FAISS file is the index's serialisation: its size, without a second copy.
+        index_bytes = saved.stat().st_size + index.rows_memory_bytes
         point = _identify_queries(search, queries, engine)
-    index_bytes = faiss.serialize_index(index._index).nbytes + index.rows_memory_bytes
     points_bytes = sum(k[:, :2].astype(np.float32).nbytes for _, k in keypoints)
     photos = len(keypoints)
     return {
