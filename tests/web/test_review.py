@@ -41,6 +41,15 @@ def current(page: Page) -> str:
     return page.locator("#review").get_attribute("data-current") or ""
 
 
+def pairs_drawn(page: Page) -> None:
+    """Waits until the matched points between the two photos are drawn.
+
+    The predicate is a function, not an expression: Playwright evaluates an expression
+    string afresh on every poll, which the page's CSP (no 'unsafe-eval') refuses once
+    polling leaves the first DevTools call, while a function is compiled once inside it."""
+    page.wait_for_function("() => Number(document.querySelector('.pairs').dataset.drawn) > 0")
+
+
 def saved(page: Page, count: int) -> None:
     expect(page.locator(".queue li[data-saved=true]")).to_have_count(count)
 
@@ -69,7 +78,7 @@ def test_a_query_opens_beside_its_best_candidate_and_enter_confirms_it(
     expect(page.locator(".compare")).to_have_attribute("data-candidate", "HW-1")
     # The located box over the query, and the matched points between the two photos.
     expect(page.locator(".frame[data-side=query] .box")).to_have_count(1)
-    page.wait_for_function("Number(document.querySelector('.pairs').dataset.drawn) > 0")
+    pairs_drawn(page)
 
     page.keyboard.press("Enter")
     saved(page, 1)
@@ -181,7 +190,7 @@ def test_wheel_zoom_keeps_the_point_under_the_cursor_and_p_hides_the_pairs(
     page: Page, server: Server
 ) -> None:
     upload(page, [payload("zoom.jpg", jpeg("HW-4", 23))])
-    page.wait_for_function("Number(document.querySelector('.pairs').dataset.drawn) > 0")
+    pairs_drawn(page)
     frame = page.locator(".frame[data-side=candidate]")
     box = frame.bounding_box()
     assert box is not None
