@@ -23,7 +23,7 @@ import numpy as np
 
 from indexer.descriptor_rows import DescriptorRows
 from indexer.files import replacing
-from indexer.search_threads import one_search_thread
+from indexer.search_threads import in_parts
 
 __all__ = ["CODES", "KEYPOINT_BITS", "RESCORED", "Candidates", "DescriptorIndex", "Fill"]
 
@@ -218,6 +218,18 @@ class DescriptorIndex:
         """The descriptors from which `search` picks the k nearest: for an IVF index the
         (`RESCORED` + `_TIE_SLACK`) x k nearest by their codes, with exact distances;
         otherwise the k nearest."""
+        parts = in_parts(queries, lambda part: self._candidates_of(part, k))
+        if len(parts) == 1:
+            return parts[0]
+        return Candidates(
+            coded=np.concatenate([p.coded for p in parts]),
+            exact=np.concatenate([p.exact for p in parts]),
+            image_ids=np.concatenate([p.image_ids for p in parts]),
+            keypoints=np.concatenate([p.keypoints for p in parts]),
+            kept=parts[0].kept,
+        )
+
+    def _candidates_of(self, queries: np.ndarray, k: int) -> Candidates:
         # Per-call parameters, not attributes set on the shared index: searches may run
         # in several threads at once.
         params = None
@@ -229,8 +241,7 @@ class DescriptorIndex:
                 params.quantizer_params = faiss.SearchParametersHNSW(efSearch=_GRAPH_WIDTH)
         kept = k if self._rows is None else RESCORED * k
         wanted = k if self._rows is None else (RESCORED + _TIE_SLACK) * k
-        with one_search_thread():
-            squared, ids = self._index.search(_as_float(queries), wanted, params=params)
+        squared, ids = self._index.search(_as_float(queries), wanted, params=params)
         missing = ids < 0
         image_ids = np.where(missing, -1, ids >> KEYPOINT_BITS)
         keypoints = np.where(missing, -1, ids & _KEYPOINT_MASK)

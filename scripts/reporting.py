@@ -5,12 +5,13 @@ Imported by the scripts beside it (a script's own folder is on `sys.path` when i
 
 from __future__ import annotations
 
-import os
 import platform
 import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+from indexer.search_threads import cores
 
 __all__ = ["machine", "report_meta"]
 
@@ -25,9 +26,8 @@ def machine() -> str:
         )
     except (OSError, StopIteration):
         model = platform.processor() or "unknown CPU"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (
-        f"{platform.system()} {platform.machine()}, {cores} cores ({model}),"
+        f"{platform.system()} {platform.machine()}, {cores()} cores ({model}),"
         f" Python {platform.python_version()}"
     )
 
