@@ -62,6 +62,9 @@ class Follower:
         """Largest calibration id committed: a newer one than the pipeline's is reloaded."""
         self.changed = False
         """Whether the searches moved since the index files were last saved."""
+        self._following = False
+        """Whether the searches were built or resumed; until then there is nothing to keep
+        in step (a gallery opened to be rebuilt)."""
 
     def rebuild(self, progress: Progress | None = None, fill: Fill | None = None) -> None:
         """Build every search from the database (`fill`: see `DescriptorIndex.build`)."""
@@ -86,7 +89,7 @@ class Follower:
             self.local.build(searchable(), fill)
             self._rebuild_deep()
             self.epoch, self.max_feature_id, self._marker = epoch, max_id, marker
-            self.changed = True
+            self.changed = self._following = True
 
     def resume(
         self,
@@ -126,10 +129,13 @@ class Follower:
             self.local.resume(saved, photos, indexed=image_ids)
             self._rebuild_deep()
             self.epoch, self.max_feature_id = epoch, max_feature_id
+            self._following = True
             self.catch_up(force=True)
 
     def catch_up(self, *, force: bool = False) -> None:
         """Apply whatever was committed since the last call."""
+        if not self._following:
+            return
         marker = self.store.marker()
         if marker == self._marker and not force:
             return
@@ -166,6 +172,8 @@ class Follower:
                 self.local.add(row.image_id, image.individual_id, row.features)
                 self.changed = True
             self.max_feature_id = row.id
+            if self.local.outgrown:
+                return  # the rebuild that follows reads the rest from the database
 
     def _add_deep(self) -> None:
         assert self.deep is not None

@@ -134,6 +134,7 @@ class Gallery:
         locator: Locator | None = None,
         max_pixels: int | None = None,
         progress: Progress | None = None,
+        load_index: bool = True,
     ) -> Gallery:
         """Open (creating if needed) the gallery stored in `data_dir`.
 
@@ -149,6 +150,10 @@ class Gallery:
                 and enrolled photos are described in the region of their animals.
             max_pixels: photos larger than this are refused before decoding.
             progress: progress(done, total) of a rebuild, if one is needed.
+            load_index: False: the searches stay empty and follow nothing until
+                `rebuild`, for a caller that rebuilds them anyway (`whaleid index
+                rebuild`), which would otherwise first bring the saved index up to date,
+                or build it, for nothing.
         """
         data_dir = Path(data_dir)
         store = Store.open(data_dir / DATABASE_FILE)
@@ -167,7 +172,8 @@ class Gallery:
             # Files whose row never committed (a crash between the two writes).
             with gallery.photos.removing():
                 gallery.photos.sweep(store.image_shas())
-            gallery._load(progress)
+            if load_index:
+                gallery._load(progress)
         except BaseException:
             store.close()
             raise

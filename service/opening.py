@@ -34,10 +34,15 @@ def load_configured_models(settings: Settings, models_dir: Path | None = None) -
 
 
 def open_gallery(
-    settings: Settings, models: LoadedModels, progress: Progress | None = None
+    settings: Settings,
+    models: LoadedModels,
+    progress: Progress | None = None,
+    *,
+    load_index: bool = True,
 ) -> Gallery:
     """The gallery of `settings.data_dir` with the extractor settings, engine settings
-    and models given; progress(done, total) follows a rebuild if one is needed."""
+    and models given; progress(done, total) follows a rebuild if one is needed
+    (`load_index`: see `Gallery.open`)."""
     return Gallery.open(
         Path(settings.data_dir),
         features=settings.features.keypoints(),
@@ -47,6 +52,7 @@ def open_gallery(
         locator=models.locator,
         max_pixels=settings.max_image_pixels,
         progress=progress,
+        load_index=load_index,
     )
 
 

@@ -21,7 +21,11 @@ __all__ = ["open_gallery", "open_store", "opened_gallery", "require_catalogue"]
 
 
 def open_gallery(
-    settings: Settings, models: LoadedModels | None = None, *, create: bool = False
+    settings: Settings,
+    models: LoadedModels | None = None,
+    *,
+    create: bool = False,
+    load_index: bool = True,
 ) -> Gallery:
     """Open the gallery with the deep embedder of `models` (loaded from the settings when
     not given); a missing or stale index is rebuilt first, with a progress bar.
@@ -30,6 +34,7 @@ def open_gallery(
         create: start a new catalogue if the folder has none (enrolment); otherwise a
             folder without one is an error, so a mistyped `--data` never answers "new
             individual" from an empty catalogue.
+        load_index: see `Gallery.open`.
     """
     from service.opening import load_configured_models
     from service.opening import open_gallery as open_configured  # loads FAISS: only
@@ -42,7 +47,7 @@ def open_gallery(
         models = load_configured_models(settings)
     try:
         with progress_bar("index", "image") as progress:
-            return open_configured(settings, models, progress)
+            return open_configured(settings, models, progress, load_index=load_index)
     except OSError as exc:  # e.g. the data folder is a file, or not writable
         raise CommandError(
             f"cannot open the data folder {data_dir}: {exc.strerror or exc}"
@@ -68,9 +73,13 @@ def require_catalogue(settings: Settings) -> None:
 
 @contextmanager
 def opened_gallery(
-    settings: Settings, models: LoadedModels | None = None, *, create: bool = False
+    settings: Settings,
+    models: LoadedModels | None = None,
+    *,
+    create: bool = False,
+    load_index: bool = True,
 ) -> Iterator[Gallery]:
-    gallery = open_gallery(settings, models, create=create)
+    gallery = open_gallery(settings, models, create=create, load_index=load_index)
     try:
         yield gallery
     finally:

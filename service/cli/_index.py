@@ -24,7 +24,7 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from their stored files, then rebuild the derived search index from the database;
     with `--ray ADDRESS`, the photos are described and the index filled in shards on
     that cluster's workers."""
-    with opened_gallery(settings) as gallery, ExitStack() as stack:
+    with opened_gallery(settings, load_index=False) as gallery, ExitStack() as stack:
         describe, fill = None, None
         if args.ray is not None:
             from cluster.index_build import fill_on_cluster  # Ray is an optional extra

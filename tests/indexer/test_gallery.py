@@ -15,7 +15,7 @@ from embeddings.photo import Box, ImageError, Photo
 from embeddings.protocol import LocalFeatures
 from indexer.catalogue import PhotoElsewhere
 from indexer.gallery import Gallery
-from indexer.local_search import SearchParameters
+from indexer.local_search import LocalSearch, SearchParameters
 from indexer.store import InvalidInput, Store
 from tests.synthetic import encode, rolled, sighting
 
@@ -430,3 +430,32 @@ def test_a_rolled_photo_is_identified_through_a_roll_hypothesis(built: Path, pho
         )
         assert gallery.local.labels()[ranked[0].image_id] == "ind-05"
         assert ranked[0].inliers > (upright[0].inliers if upright else 0)
+
+
+def test_a_catalogue_grown_past_its_saved_index_is_rebuilt_without_adding_every_photo(
+    tmp_path: Path, photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    search = SearchParameters(exact_search_max=2_000, nprobe=32)
+    first = INDIVIDUALS[0]
+    with Gallery.open(tmp_path, search=search) as gallery:
+        gallery.catalogue.enrol(photos[first, 0], first, species="humpback_whale")
+    # Enrolled without the saved index following (as by a process that crashed before
+    # saving it): the next open finds the catalogue far past what the index was made for.
+    with Gallery.open(tmp_path, search=search, load_index=False) as gallery:
+        enrol_all(gallery, photos)
+    added: list[int] = []
+    add = LocalSearch.add
+    monkeypatch.setattr(
+        LocalSearch,
+        "add",
+        lambda self, image_id, *a: added.append(image_id) or add(self, image_id, *a),
+    )
+
+    with Gallery.open(tmp_path, search=search) as gallery:
+        stats = gallery.stats()
+        answer = gallery.pipeline.identify_photo(photos["ind-05", QUERY_SEED])
+
+    assert gallery.local.index.approximate
+    assert stats.images == len(INDIVIDUALS) * len(GALLERY_SEEDS)
+    assert 0 < len(added) < stats.images // 2  # stopped adding once outgrown
+    assert answer.candidates[0].individual_id == "ind-05"

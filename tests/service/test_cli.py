@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -400,6 +401,37 @@ def test_rebuild_shows_progress(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert code == 0
     assert "index rebuilt" in out
     assert "rebuild" in err and "2/2" in err  # the tqdm bar on stderr
+
+
+def test_rebuild_builds_once_without_first_bringing_the_saved_index_up_to_date(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer.local_search import LocalSearch
+
+    write_folder(tmp_path / "photos", ["A", "B"], photos=1)
+    write_folder(tmp_path / "later", ["C", "D"], photos=1)
+    data = tmp_path / "data"
+    assert run(capsys, "enrol", tmp_path / "photos", "--data", data)[0] == 0
+    behind = (data / "index").rename(tmp_path / "behind")
+    assert run(capsys, "enrol", tmp_path / "later", "--data", data)[0] == 0
+    # The saved index now lacks the later photos, as after a crash before it was saved.
+    shutil.rmtree(data / "index")
+    behind.rename(data / "index")
+    calls: list[str] = []
+    for name in ("build", "add"):
+        method = getattr(LocalSearch, name)
+        monkeypatch.setattr(
+            LocalSearch,
+            name,
+            lambda self, *a, _m=method, _n=name, **k: calls.append(_n) or _m(self, *a, **k),
+        )
+
+    code, out, _ = run(capsys, "index", "rebuild", "--data", data)
+
+    assert code == 0 and calls == ["build"]
+    monkeypatch.undo()
+    code, out, _ = run(capsys, "stats", "--data", data)
+    assert "searchable   4" in out
 
 
 def test_rebuild_after_a_settings_change_re_extracts_from_the_stored_photos(
