@@ -40,7 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -145,7 +145,6 @@ def main() -> int:
             "codes": CODES,
         },
         "hnsw": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
-        "descriptors": _descriptor_points(args, engine),
         "target": TARGET,
     }
     if args.descriptors_only:
@@ -156,9 +155,16 @@ def main() -> int:
         results["global"] = [
             p for n in sizes for p in _global_points(n, args.queries, args.hnsw_max)
         ]
-    _finish(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+    def measured(descriptors: dict) -> None:
+        # Written after every point: a run stopped during a large point (hours) keeps
+        # the points it finished, and says which it did not.
+        results["descriptors"] = descriptors
+        _finish(results)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+    measured(_descriptor_points(args, engine, measured))
     print(json.dumps({k: results[k] for k in ("global", "global_fit", "target_met")}, indent=2))
     return 0
 
@@ -320,7 +326,10 @@ def _timed_search(
 # ---------------------------------------------------------------------- local descriptors
 
 
-def _descriptor_points(args: argparse.Namespace, engine: SearchParameters) -> dict:
+def _descriptor_points(
+    args: argparse.Namespace, engine: SearchParameters, measured: Callable[[dict], None]
+) -> dict:
+    """The local-descriptor points, each also given to `measured` with those before it."""
     rows = [
         (args.data / name / row["path"], f"{name}/{row['individual_id']}")
         for name in DESCRIPTOR_SETS
@@ -347,7 +356,7 @@ def _descriptor_points(args: argparse.Namespace, engine: SearchParameters) -> di
         for photos in args.photo_sizes
     ]
     points = []
-    for photos, params in runs:
+    for done, (photos, params) in enumerate(runs, start=1):
         point = _descriptor_point(_gallery_of(gallery, photos, rng), queries, params)
         point["data"] = "real" if photos <= len(gallery) else "replicated"
         point["identify_bar_ms"] = identify_bar_ms(photos)
@@ -355,7 +364,9 @@ def _descriptor_points(args: argparse.Namespace, engine: SearchParameters) -> di
         point["engine_index"] = params == engine
         print(f"  descriptors: {point}", file=sys.stderr)
         points.append(point)
-    return {"measured": True, "data": "real", "points": points}
+        unfinished = [f"{n:,} photos ({p.codes})" for n, p in runs[done:]]
+        measured({"measured": True, "data": "real", "points": points, "unfinished": unfinished})
+    return {"measured": True, "data": "real", "points": points, "unfinished": []}
 
 
 def _describe(path: Path) -> LocalFeatures:
@@ -370,13 +381,15 @@ def _gallery_of(
     Made one at a time as the build reads them: 100 000 photos hold 12 GB of descriptors."""
     yield from real[:photos]
     for number in range(len(real), photos):
-        label, f = real[number % len(real)]
-        noise = rng.normal(0, REPLICA_NOISE, f.descriptors.shape)
-        descriptors = np.clip(f.descriptors + noise, 0, 255).astype(np.uint8)
-        yield (
-            f"{label}/copy-{number}",
-            LocalFeatures(keypoints=f.keypoints, descriptors=descriptors),
-        )
+        label, features = real[number % len(real)]
+        yield f"{label}/copy-{number}", perturbed(features, rng)
+
+
+def perturbed(features: LocalFeatures, rng: np.random.Generator) -> LocalFeatures:
+    """A replicated photo's features: the same keypoints, every descriptor perturbed."""
+    noise = rng.normal(0, REPLICA_NOISE, features.descriptors.shape)
+    descriptors = np.clip(features.descriptors + noise, 0, 255).astype(np.uint8)
+    return LocalFeatures(keypoints=features.keypoints, descriptors=descriptors)
 
 
 def _descriptor_point(
@@ -543,8 +556,10 @@ def _markdown(r: dict) -> str:
         "",
         f"- command: `{r['command']}`",
         f"- date: {r['date']}",
-        f"- machine: {r['machine']}; each FAISS search on one thread, a query photo's"
-        " descriptors split over the cores (`indexer.search_threads`)",
+        (
+            f"- machine: {r['machine']}; each FAISS search on one thread, a query photo's"
+            " descriptors split over the cores (`indexer.search_threads`)"
+        ),
         "- plot: [scalability.png](scalability.png)",
         "",
         "## Global embeddings (deep path): synthetic vectors",
@@ -622,6 +637,11 @@ def _markdown(r: dict) -> str:
             " growth while building, build garbage included (a later row may reuse memory"
             " an earlier gallery freed, and read low or negative).",
             *([d["note"]] if d.get("note") else []),
+            *(
+                [f"This run stopped before measuring: {', '.join(d['unfinished'])}."]
+                if d.get("unfinished")
+                else []
+            ),
             "",
             "| photos | data | descriptors | index | codes | build s | load s | index KiB/photo"
             " | disk KiB/photo | RSS KiB/photo | search ms p50 | identify ms p50 | p95 |",
