@@ -46,7 +46,7 @@ def open_gallery(
     if models is None:
         models = load_configured_models(settings)
     try:
-        with progress_bar("index", "image") as progress:
+        with progress_bar("index", "image", ("calibrate", "query")) as progress:
             return open_configured(settings, models, progress, load_index=load_index)
     except OSError as exc:  # e.g. the data folder is a file, or not writable
         raise CommandError(

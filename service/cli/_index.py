@@ -38,7 +38,7 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
             describe, fill = described_on_cluster(generous, cpus), fill_on_cluster(cpus)
         with progress_bar("re-extract", "photo") as progress:
             done = gallery.catalogue.reextract(progress, describe)
-        with progress_bar("rebuild", "image") as progress:
+        with progress_bar("rebuild", "image", ("calibrate", "query")) as progress:
             gallery.rebuild(progress=progress, fill=fill)
     if done.extracted:
         print(f"features extracted from {done.extracted} stored photos")
