@@ -54,6 +54,7 @@ class Follower:
         self.lock = threading.RLock()
         """Held while the searches change; the pipeline holds it to read them."""
         self.epoch = -1
+        """The database's epoch the searches were built or resumed at; -1 before."""
         self.max_feature_id = 0
         """Largest local feature id the local search has seen."""
         self._max_deep_id = 0
@@ -62,9 +63,6 @@ class Follower:
         """Largest calibration id committed: a newer one than the pipeline's is reloaded."""
         self.changed = False
         """Whether the searches moved since the index files were last saved."""
-        self._following = False
-        """Whether the searches were built or resumed; until then there is nothing to keep
-        in step (a gallery opened to be rebuilt)."""
 
     def rebuild(self, progress: Progress | None = None, fill: Fill | None = None) -> None:
         """Build every search from the database (`fill`: see `DescriptorIndex.build`)."""
@@ -89,7 +87,7 @@ class Follower:
             self.local.build(searchable(), fill)
             self._rebuild_deep()
             self.epoch, self.max_feature_id, self._marker = epoch, max_id, marker
-            self.changed = self._following = True
+            self.changed = True
 
     def resume(
         self,
@@ -129,13 +127,12 @@ class Follower:
             self.local.resume(saved, photos, indexed=image_ids)
             self._rebuild_deep()
             self.epoch, self.max_feature_id = epoch, max_feature_id
-            self._following = True
             self.catch_up(force=True)
 
     def catch_up(self, *, force: bool = False) -> None:
         """Apply whatever was committed since the last call."""
-        if not self._following:
-            return
+        if self.epoch < 0:
+            return  # nothing built or resumed yet to keep in step (opened to be rebuilt)
         marker = self.store.marker()
         if marker == self._marker and not force:
             return

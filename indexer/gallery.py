@@ -134,6 +134,7 @@ class Gallery:
         locator: Locator | None = None,
         max_pixels: int | None = None,
         progress: Progress | None = None,
+        calibrating: Progress | None = None,
         load_index: bool = True,
     ) -> Gallery:
         """Open (creating if needed) the gallery stored in `data_dir`.
@@ -150,6 +151,7 @@ class Gallery:
                 and enrolled photos are described in the region of their animals.
             max_pixels: photos larger than this are refused before decoding.
             progress: progress(done, total) of a rebuild, if one is needed.
+            calibrating: progress(done, total) of a calibration fit, if one is needed.
             load_index: False: the searches stay empty and follow nothing until
                 `rebuild`, for a caller that rebuilds them anyway (`whaleid index
                 rebuild`), which would otherwise first bring the saved index up to date,
@@ -173,7 +175,7 @@ class Gallery:
             with gallery.photos.removing():
                 gallery.photos.sweep(store.image_shas())
             if load_index:
-                gallery._load(progress)
+                gallery._load(progress, calibrating)
         except BaseException:
             store.close()
             raise
@@ -211,12 +213,18 @@ class Gallery:
             save_index(self._index_dir, self.local.index, state, self.local.points())
             self.follower.changed = False
 
-    def rebuild(self, progress: Progress | None = None, fill: Fill | None = None) -> None:
+    def rebuild(
+        self,
+        progress: Progress | None = None,
+        fill: Fill | None = None,
+        calibrating: Progress | None = None,
+    ) -> None:
         """Rebuild the searches from the database and refit the calibrations (`fill`:
-        how the descriptor index is filled, see `DescriptorIndex.build`)."""
+        how the descriptor index is filled, see `DescriptorIndex.build`; `calibrating`:
+        progress of the refit)."""
         with self.follower.lock:
             self.follower.rebuild(progress, fill)
-            self.calibrator.refit(progress)
+            self.calibrator.refit(calibrating)
             self.save()
 
     def lacking(self) -> bool:
@@ -246,7 +254,7 @@ class Gallery:
     def _extractor_key(self) -> tuple[str, str]:
         return self.extractor.name, self.extractor.version
 
-    def _load(self, progress: Progress | None) -> None:
+    def _load(self, progress: Progress | None, calibrating: Progress | None) -> None:
         """Resume from the saved index when there is one for these settings, else
         rebuild it; fit the calibrations if the database has none for this setup."""
         params = self.local.params
@@ -293,4 +301,4 @@ class Gallery:
             # A new catalogue, one fitted before calibrations were kept in the database,
             # or one that just got a deep model: fit them now rather than answer
             # uncalibrated.
-            self.calibrator.refit(progress)
+            self.calibrator.refit(calibrating)

@@ -124,7 +124,9 @@ def _large(
         "photos": photos,
         "real_photos": real,
         "rebuild_s": rebuild_s,
-        "index_bytes": sum(p.stat().st_size for p in (catalogue / "index").rglob("*")),
+        "index_bytes": sum(
+            p.stat().st_size for p in (catalogue / "index").rglob("*") if p.is_file()
+        ),
         "database_bytes": (catalogue / DATABASE_FILE).stat().st_size,
         "restarts": restarts,
         "health_s_median": statistics.median(r["health_s"] for r in restarts),

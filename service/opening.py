@@ -37,12 +37,13 @@ def open_gallery(
     settings: Settings,
     models: LoadedModels,
     progress: Progress | None = None,
+    calibrating: Progress | None = None,
     *,
     load_index: bool = True,
 ) -> Gallery:
     """The gallery of `settings.data_dir` with the extractor settings, engine settings
-    and models given; progress(done, total) follows a rebuild if one is needed
-    (`load_index`: see `Gallery.open`)."""
+    and models given; progress(done, total) follows a rebuild if one is needed, and
+    calibrating(done, total) a calibration fit (`load_index`: see `Gallery.open`)."""
     return Gallery.open(
         Path(settings.data_dir),
         features=settings.features.keypoints(),
@@ -52,6 +53,7 @@ def open_gallery(
         locator=models.locator,
         max_pixels=settings.max_image_pixels,
         progress=progress,
+        calibrating=calibrating,
         load_index=load_index,
     )
 
@@ -60,6 +62,7 @@ def open_served_gallery(
     settings: Settings,
     models: LoadedModels,
     progress: Progress | None = None,
+    calibrating: Progress | None = None,
     describing: Progress | None = None,
 ) -> Gallery:
     """`open_gallery`, then the stored photos that lack the features searched now
@@ -69,15 +72,16 @@ def open_served_gallery(
     would skip.
 
     Args:
-        progress: progress(done, total) of a rebuild and of the calibration.
+        progress: progress(done, total) of a rebuild.
+        calibrating: progress(done, total) of a calibration fit.
         describing: progress(done, total) of describing the photos again.
     """
-    gallery = open_gallery(settings, models, progress)
+    gallery = open_gallery(settings, models, progress, calibrating)
     try:
         if gallery.lacking():
             done = gallery.catalogue.reextract(describing)
             if done.extracted:
-                gallery.rebuild(progress)
+                gallery.rebuild(progress, calibrating=calibrating)
             _log.log(
                 logging.WARNING if done.unextracted else logging.INFO,
                 "described %d stored photos again for these extractor settings and models;"

@@ -80,29 +80,25 @@ class Runtime:
         # Reads of the catalogue never queue behind photos being identified.
         self.read_limiter = CapacityLimiter(_READ_THREADS)
 
-    async def open(self, open_gallery: Callable[[Progress, Progress], Gallery]) -> None:
+    async def open(self, open_gallery: Callable[[Progress, Progress, Progress], Gallery]) -> None:
         """Open the gallery in a worker thread; progress and failure go to `opening`.
 
         Args:
-            open_gallery: open_gallery(progress, describing) opens it, reporting a rebuild
-                followed by the calibration to the first, and describing stored photos
-                again (which a rebuild follows) to the second.
+            open_gallery: open_gallery(rebuilding, calibrating, describing) opens it,
+                reporting to each the progress of that phase.
         """
 
-        def progress(done: int, total: int) -> None:
-            opening = self.opening
-            if opening.phase not in (_REBUILDING, _CALIBRATING):
-                opening.phase = _REBUILDING
-            elif total != opening.total or done < opening.done:  # the calibration began
-                opening.phase = _CALIBRATING
-            opening.done, opening.total = done, total
+        def phase(name: str) -> Progress:
+            def progress(done: int, total: int) -> None:
+                self.opening.phase = name
+                self.opening.done, self.opening.total = done, total
 
-        def describing(done: int, total: int) -> None:
-            self.opening.phase = _DESCRIBING
-            self.opening.done, self.opening.total = done, total
+            return progress
 
         try:
-            self._gallery = await anyio.to_thread.run_sync(open_gallery, progress, describing)
+            self._gallery = await anyio.to_thread.run_sync(
+                open_gallery, phase(_REBUILDING), phase(_CALIBRATING), phase(_DESCRIBING)
+            )
         except Exception as exc:  # noqa: BLE001 - reported by /ready, and logged
             self.opening.error = f"{type(exc).__name__}: {exc}"
             _log.error("the catalogue could not be opened: %s", self.opening.error)

@@ -46,8 +46,11 @@ def open_gallery(
     if models is None:
         models = load_configured_models(settings)
     try:
-        with progress_bar("index", "image", ("calibrate", "query")) as progress:
-            return open_configured(settings, models, progress, load_index=load_index)
+        with (
+            progress_bar("index", "image") as progress,
+            progress_bar("calibrate", "query") as calibrating,
+        ):
+            return open_configured(settings, models, progress, calibrating, load_index=load_index)
     except OSError as exc:  # e.g. the data folder is a file, or not writable
         raise CommandError(
             f"cannot open the data folder {data_dir}: {exc.strerror or exc}"

@@ -38,8 +38,11 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
             describe, fill = described_on_cluster(generous, cpus), fill_on_cluster(cpus)
         with progress_bar("re-extract", "photo") as progress:
             done = gallery.catalogue.reextract(progress, describe)
-        with progress_bar("rebuild", "image", ("calibrate", "query")) as progress:
-            gallery.rebuild(progress=progress, fill=fill)
+        with (
+            progress_bar("rebuild", "image") as progress,
+            progress_bar("calibrate", "query") as calibrating,
+        ):
+            gallery.rebuild(progress=progress, fill=fill, calibrating=calibrating)
     if done.extracted:
         print(f"features extracted from {done.extracted} stored photos")
     missing = [u for u in done.unextracted if u.reason == "no_file"]

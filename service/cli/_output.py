@@ -54,30 +54,18 @@ def print_identification(path: Path, answer: Identification, out: TextIO) -> Non
 
 
 @contextmanager
-def progress_bar(
-    desc: str, unit: str, *then: tuple[str, str]
-) -> Iterator[Callable[[int, int], None]]:
+def progress_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
     """A `progress(done, total)` callback drawing a tqdm bar on stderr.
 
     The bar appears on the first call only, so work that turns out to be unnecessary
     (an index that is already current) leaves no empty bar behind.
-
-    Args:
-        then: (desc, unit) of the later phases that report through the same callback (a
-            rebuild, then its calibration): a phase ends where the count starts again or
-            its total changes, and the next one gets a bar of its own.
     """
-    phases = [(desc, unit), *then]
     bars: list[tqdm] = []
 
     def update(done: int, total: int) -> None:
-        bar = bars[-1] if bars else None
-        if bar is None or (len(bars) < len(phases) and (total != bar.total or done < bar.n)):
-            if bar is not None:
-                bar.close()
-            name, what = phases[len(bars)]
-            bar = tqdm(desc=name, unit=what, total=total, file=sys.stderr)
-            bars.append(bar)
+        if not bars:
+            bars.append(tqdm(desc=desc, unit=unit, total=total, file=sys.stderr))
+        bar = bars[0]
         if bar.total != total:
             bar.total = total
         bar.update(done - bar.n)
