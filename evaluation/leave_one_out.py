@@ -34,6 +34,7 @@ from embeddings.photo import ImageError
 from embeddings.protocol import GlobalExtractor, Locator
 from indexer.catalogue import PhotoElsewhere
 from indexer.config import EngineConfig
+from indexer.decision import is_match
 from indexer.gallery import Gallery, Progress
 from indexer.pipeline import Gate
 from service.photo_sources import ManifestEntry
@@ -356,12 +357,13 @@ def _reliability(top_right: list[tuple[float, bool]]) -> list[ReliabilityBin]:
 
 
 def _curve(top_probability: list[tuple[float, bool]]) -> list[ThresholdPoint]:
-    """Precision and recall of `new_individual` (best probability below the threshold)."""
+    """Precision and recall of `new_individual` (best probability not above the
+    threshold)."""
     probabilities = np.array([p for p, _ in top_probability])
     is_new = np.array([n for _, n in top_probability], dtype=bool)
     points = []
     for threshold in np.round(np.linspace(0.05, 0.95, 19), 2):
-        said_new = probabilities < threshold
+        said_new = np.array([not is_match(p, threshold) for p in probabilities], dtype=bool)
         hits = int((said_new & is_new).sum())
         points.append(
             ThresholdPoint(

@@ -13,7 +13,7 @@ import msgspec
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     new_individual_threshold: float = 0.5
-    """Below this calibrated probability for the best candidate the answer is
+    """At or below this calibrated probability for the best candidate the answer is
     `new_individual`."""
     top_k: int = 5
     """Candidates returned by default."""

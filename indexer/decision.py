@@ -11,7 +11,7 @@ from indexer.calibration import Calibration
 from indexer.deep_search import DeepHit
 from indexer.local_search import RankedImage
 
-__all__ = ["Calibrations", "Decision", "Scored", "decide"]
+__all__ = ["Calibrations", "Decision", "Scored", "decide", "is_match"]
 
 # Until a calibration is fitted, probability 0.5 at this much ranking score: a verified
 # match weight of 300 (true matches on the dev sets mostly verify above 1000) times the
@@ -20,6 +20,9 @@ UNFITTED_HALF_SCORE = 300_000.0
 # Until fitted: probability 0.5 at cosine 0.5. Same-individual ArcFace cosines are mostly
 # above that, different individuals mostly below (Deng et al. 2019, fig. 4).
 UNFITTED_HALF_COSINE = 0.5
+# Probabilities are compared with the threshold at this many decimals: a calibration
+# step at exactly the threshold comes out a rounding error above or below it.
+_DECIDING_DIGITS = 9
 
 
 class Calibrations(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,7 +79,9 @@ def decide(
         calibrations: the fitted maps.
         deep_hits: the deep search's best hit per individual; None without a deep model.
         searched_locally: individuals with at least one photo the local search covers.
-        threshold: the best candidate's probability below which the photo is new.
+        threshold: the best candidate's probability at or below which the photo is new:
+            a match must be more likely than the threshold, so at the default 0.5 a coin
+            flip (a flat calibration step of as many right as wrong pairs) is not one.
         top_k: candidates kept.
     """
     best: dict[str, RankedImage] = {}
@@ -113,8 +118,14 @@ def decide(
                 deep=hits.get(name),
             )
         )
-    matched = bool(candidates) and candidates[0].probability >= threshold
+    matched = bool(candidates) and is_match(candidates[0].probability, threshold)
     return Decision(candidates=candidates, matched=matched)
+
+
+def is_match(probability: float, threshold: float) -> bool:
+    """Whether a best candidate this probable is a match: above the threshold, once
+    rounded, so a coin flip at the default 0.5 is not one (see `decide`)."""
+    return round(probability, _DECIDING_DIGITS) > threshold
 
 
 def _fused(

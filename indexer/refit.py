@@ -173,26 +173,44 @@ class Calibrator:
         """The latest calibrations committed by any process (reloaded when a newer one
         was committed since this process last looked)."""
         if self.follower.calibration_id != self._id:
-            saved = self.store.calibration(self.key)
-            if saved is not None:
-                self._id = saved[0]
-                self._current = msgspec.json.decode(saved[1], type=Calibrations)
+            self._adopt()
         return self._current
 
-    def refit(self, progress: Progress | None = None) -> None:
-        """Fit on the catalogue as it is now and commit the result."""
+    def _adopt(self) -> None:
+        """Take the latest calibrations committed to the database, if any."""
+        saved = self.store.calibration(self.key)
+        if saved is not None:
+            self._id = saved[0]
+            self._current = msgspec.json.decode(saved[1], type=Calibrations)
+
+    def refit(self, progress: Progress | None = None) -> bool:
+        """Fit on the catalogue as it is now and commit the result, unless another
+        process committed a fit while this one ran: the first committed is kept, so all
+        answer from one curve (two fits of one catalogue differ, each searching its own
+        process's index).
+
+        Returns:
+            Whether this fit was committed.
+        """
+        saved = self.store.calibration(self.key)
+        replacing = 0 if saved is None else saved[0]
         fitted = fit_calibrations(self.query_of, self.follower.local, self.deep, progress)
-        self._id = self.store.save_calibration(self.key, msgspec.json.encode(fitted))
-        self._current = fitted
+        new_id = self.store.save_calibration(
+            self.key, msgspec.json.encode(fitted), replacing=replacing
+        )
+        if new_id is None:
+            self._adopt()
+            return False
+        self._id, self._current = new_id, fitted
+        return True
 
     def refit_if_due(self, progress: Progress | None = None) -> bool:
         """Refit if the catalogue grew enough since the last fit (`calibration_due`).
 
         Returns:
-            Whether it refitted.
+            Whether it committed a new fit.
         """
         self.follower.catch_up()
         if not calibration_due(self.current(), len(self.follower.local.labels())):
             return False
-        self.refit(progress)
-        return True
+        return self.refit(progress)

@@ -12,14 +12,25 @@ __all__ = ["CalibrationTable"]
 class CalibrationTable(Connection):
     """Reads and writes of calibrations."""
 
-    def save_calibration(self, key: str, data: bytes) -> int:
+    def save_calibration(self, key: str, data: bytes, *, replacing: int | None = None) -> int | None:
         """Make `data` the calibration of `key`, replacing older ones.
 
+        Args:
+            replacing: the id of the calibration of `key` this one was fitted to replace
+                (0: none); when another has been saved since, nothing is saved. None
+                replaces whatever is there.
+
         Returns:
-            Its id; larger than any id saved before, of any key.
+            Its id, larger than any id saved before, of any key; None when not saved.
         """
         check_id("key", key)
         with self._write() as conn:
+            if replacing is not None:
+                (latest,) = conn.execute(
+                    "SELECT COALESCE(MAX(id), 0) FROM calibrations WHERE key = ?", (key,)
+                ).fetchone()
+                if latest != replacing:
+                    return None
             cursor = conn.execute(
                 "INSERT INTO calibrations(key, data) VALUES (?, ?)", (key, bytes(data))
             )

@@ -65,7 +65,7 @@ def test_probabilities_never_rise_along_the_candidates(case, top_k, threshold) -
     assert all(0.0 <= p <= 1.0 for p in probabilities), (probabilities, calibrations)
     assert len({c.individual_id for c in decision.candidates}) == len(decision.candidates)
     assert len(decision.candidates) <= top_k
-    assert decision.matched == bool(probabilities and probabilities[0] >= threshold)
+    assert decision.matched == bool(probabilities and round(probabilities[0], 9) > threshold)
     if deep_hits is None:
         # Local evidence alone: each individual is scored by its best photo, and the
         # order never contradicts the scores.
@@ -95,3 +95,29 @@ def test_the_best_candidate_keeps_its_calibrated_probability_and_the_next_what_i
     assert second.probability == pytest.approx(0.1)
     assert third.probability == pytest.approx(0.0, abs=1e-12)
     assert decision.matched
+
+
+@pytest.mark.parametrize(
+    ("level", "matched"),
+    [(0.5000000000000001, False), (0.5, False), (0.4999999999999999, False), (0.51, True)],
+)
+def test_a_best_candidate_at_the_threshold_is_not_a_match(level: float, matched: bool) -> None:
+    # A flat calibration step of as many right as wrong pairs sits at 0.5, give or take
+    # rounding (0.5000000000000001 in a 45-photo catalogue): a coin flip, not a match.
+    calibration = Calibration(
+        scores=[0.0, 1000.0, 2000.0, 3000.0],
+        probabilities=[0.0, level, level, 0.9],
+        fitted=True,
+    )
+    ranked = [RankedImage(image_id=1, score=1500.0, lnbnn=1500.0, verified=0.0, inliers=9)]
+    decision = decide(
+        ranked,
+        {1: "a"},
+        calibrations=Calibrations(local=calibration),
+        deep_hits=None,
+        searched_locally={"a"},
+        threshold=0.5,
+        top_k=3,
+    )
+    assert decision.candidates[0].probability == level
+    assert decision.matched is matched

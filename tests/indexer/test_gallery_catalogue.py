@@ -195,6 +195,28 @@ def test_calibrations_fitted_by_one_process_are_used_by_the_other(data: Path, ph
         assert not reopened.calibrator.refit_if_due()  # nothing grew since
 
 
+def test_of_two_processes_fitting_at_once_the_first_to_commit_is_kept(data: Path, photos) -> None:
+    """Each process searches its own index, so their fits differ: a later commit of the
+    same catalogue would change every answer's probability with no change to the data."""
+    with Gallery.open(data) as server, Gallery.open(data) as cli:
+        for seed in GALLERY_SEEDS:
+            for individual in ("ind-07", "ind-08", "ind-09", "ind-10"):
+                cli.catalogue.enrol(photo(individual, seed), individual)
+        cli_fits: list[bool] = []
+
+        def cli_commits_first(done: int, total: int) -> None:
+            if not cli_fits:
+                cli_fits.append(cli.calibrator.refit_if_due())
+
+        assert not server.calibrator.refit_if_due(cli_commits_first)
+        assert cli_fits == [True]
+        assert server.calibrator.current() == cli.calibrator.current()
+        committed = server.store.calibration(server.calibrator.key)
+        assert committed is not None
+        assert msgspec.json.decode(committed[1]) == msgspec.to_builtins(cli.calibrator.current())
+        assert not server.calibrator.refit_if_due()  # the kept fit is of this catalogue
+
+
 def test_a_photo_described_elsewhere_is_stored_as_if_described_here(tmp_path: Path, photos) -> None:
     """The cluster's enrolment: a worker describes, the catalogue stores."""
     here, there = tmp_path / "here", tmp_path / "there"

@@ -1007,6 +1007,17 @@ def test_a_calibration_replaces_the_older_one_of_its_key(store: Store) -> None:
     assert store.marker()[2] == second
 
 
+def test_a_calibration_fitted_to_replace_one_is_not_saved_over_a_newer_one(store: Store) -> None:
+    """Two processes fitting at once: the first to commit is kept."""
+    assert store.save_calibration("rootsift-1", b"first", replacing=0) is not None
+    first = store.calibration("rootsift-1")
+    assert first is not None
+    assert store.save_calibration("rootsift-1", b"late", replacing=0) is None
+    assert store.calibration("rootsift-1") == first
+    second = store.save_calibration("rootsift-1", b"second", replacing=first[0])
+    assert store.calibration("rootsift-1") == (second, b"second")
+
+
 def test_move_image_relabels_one_photo_and_bumps_the_epoch(store: Store) -> None:
     image_id, _ = store.add_image(new_image(1), "beluga", [])
     epoch = store.epoch()

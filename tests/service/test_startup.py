@@ -5,6 +5,7 @@ until it is open."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,12 @@ def test_a_catalogue_described_under_other_settings_is_described_again_at_start(
     with TestClient(create_app(settings)) as client:
         starting = client.get("/ready")
         release.set()
+        # Describing and rebuilding take a moment after the release; /ready waits only
+        # 0.2 s for them here, so ask until they are done.
+        deadline = time.monotonic() + 30
         ready = client.get("/ready")
+        while ready.status_code == 503 and time.monotonic() < deadline:
+            ready = client.get("/ready")
         answer = client.post("/v1/identify", files={"file": ("q.jpg", encode(sighting(2, 1)))})
     assert starting.status_code == 503
     assert starting.json()["detail"] == (
