@@ -91,10 +91,14 @@ class DescriptorIndex:
         database): an exact index past `exact_max`, or an IVF index that has grown to four
         times what it was trained for, so that its lists are twice as long as
         `_list_count` would make them and each search scans twice as much."""
+        return self.outgrown_at(self.size)
+
+    def outgrown_at(self, size: int) -> bool:
+        """Whether the index would be `outgrown` holding `size` descriptors."""
         if not self.approximate:
-            return self.size > self.exact_max
+            return size > self.exact_max
         trained = faiss.extract_index_ivf(self._index).nlist
-        return trained < _MAX_LISTS and _list_count(self.size) >= 2 * trained
+        return trained < _MAX_LISTS and _list_count(size) >= 2 * trained
 
     def add(self, image_id: int, descriptors: np.ndarray) -> None:
         """Add one photo's descriptors, (N, dim) uint8."""

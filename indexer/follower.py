@@ -96,9 +96,11 @@ class Follower:
         max_feature_id: int,
         image_ids: set[int],
         points: PhotoPoints | None = None,
+        progress: Progress | None = None,
     ) -> None:
         """Start from a saved local index that held `image_ids` up to `max_feature_id` at
-        `epoch`, then catch up with everything committed since.
+        `epoch`, then catch up with everything committed since; or rebuild, when what was
+        committed since would outgrow it.
 
         Args:
             saved: the saved `DescriptorIndex`.
@@ -107,6 +109,7 @@ class Follower:
             image_ids: the photos it holds.
             points: their keypoint positions saved beside it; None: read from the
                 database.
+            progress: progress(done, total) of the rebuild, if there is one.
         """
         with self.lock:
             labels = self.store.image_labels()
@@ -125,9 +128,27 @@ class Follower:
                 if image_id in labels
             )
             self.local.resume(saved, photos, indexed=image_ids)
-            self._rebuild_deep()
             self.epoch, self.max_feature_id = epoch, max_feature_id
+            if self._outgrown_by_pending():
+                _log.warning(
+                    "the catalogue has grown past what its saved search index was made for:"
+                    " rebuilding it from the database"
+                )
+                self.rebuild(progress)
+                return
+            self._rebuild_deep()
             self.catch_up(force=True)
+
+    def _outgrown_by_pending(self) -> bool:
+        """Whether the photos enrolled since the saved index would outgrow it: adding
+        them one by one would then be work the rebuild that follows does again. Their
+        descriptor count is estimated from the mean of the photos it holds."""
+        held = len(self.local.labels())
+        pending = self.store.count_features(*self.extractor, after_id=self.max_feature_id)
+        if not held or not pending:
+            return False
+        per_photo = self.local.descriptors / held
+        return self.local.index.outgrown_at(round(self.local.descriptors + pending * per_photo))
 
     def catch_up(self, *, force: bool = False) -> None:
         """Apply whatever was committed since the last call."""

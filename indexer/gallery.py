@@ -272,7 +272,7 @@ class Gallery:
         else:
             index, state, points = loaded
             self.follower.resume(
-                index, state.epoch, state.max_feature_id, set(state.image_ids), points
+                index, state.epoch, state.max_feature_id, set(state.image_ids), points, progress
             )
             if points is None:  # saved by an older version, or damaged: save them now
                 self.follower.changed = True

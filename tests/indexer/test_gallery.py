@@ -451,11 +451,13 @@ def test_a_catalogue_grown_past_its_saved_index_is_rebuilt_without_adding_every_
         lambda self, image_id, *a: added.append(image_id) or add(self, image_id, *a),
     )
 
-    with Gallery.open(tmp_path, search=search) as gallery:
+    rebuilding: list[tuple[int, int]] = []
+    with Gallery.open(tmp_path, search=search, progress=lambda *p: rebuilding.append(p)) as gallery:
         stats = gallery.stats()
         answer = gallery.pipeline.identify_photo(photos["ind-05", QUERY_SEED])
 
     assert gallery.local.index.approximate
     assert stats.images == len(INDIVIDUALS) * len(GALLERY_SEEDS)
-    assert 0 < len(added) < stats.images // 2  # stopped adding once outgrown
+    assert added == []  # rebuilt at once, not first added one by one until outgrown
+    assert rebuilding[-1] == (stats.images, stats.images)  # the rebuild said how far it got
     assert answer.candidates[0].individual_id == "ind-05"

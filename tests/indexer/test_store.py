@@ -642,6 +642,7 @@ def test_iter_features_streams_in_id_order(store: Store, batch: int) -> None:
         assert_local_equal(r.features, local(i, seed=i))
     tail = list(store.iter_features(*LOCAL, after_id=ids[6], batch=batch))
     assert [r.id for r in tail] == ids[7:]
+    assert store.count_features(*LOCAL, after_id=ids[6]) == 3
     assert list(store.iter_features(*LOCAL, after_id=ids[-1], batch=batch)) == []
 
 
