@@ -12,7 +12,9 @@ __all__ = ["CalibrationTable"]
 class CalibrationTable(Connection):
     """Reads and writes of calibrations."""
 
-    def save_calibration(self, key: str, data: bytes, *, replacing: int | None = None) -> int | None:
+    def save_calibration(
+        self, key: str, data: bytes, *, replacing: int | None = None
+    ) -> int | None:
         """Make `data` the calibration of `key`, replacing older ones.
 
         Args:
