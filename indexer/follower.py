@@ -128,30 +128,14 @@ class Follower:
                 if image_id in labels
             )
             self.local.resume(saved, photos, indexed=image_ids)
-            self.epoch, self.max_feature_id = epoch, max_feature_id
-            if self._outgrown_by_pending():
-                _log.warning(
-                    "the catalogue has grown past what its saved search index was made for:"
-                    " rebuilding it from the database"
-                )
-                self.rebuild(progress)
-                return
             self._rebuild_deep()
-            self.catch_up(force=True)
+            self.epoch, self.max_feature_id = epoch, max_feature_id
+            self.catch_up(force=True, progress=progress)
 
-    def _outgrown_by_pending(self) -> bool:
-        """Whether the photos enrolled since the saved index would outgrow it: adding
-        them one by one would then be work the rebuild that follows does again. Their
-        descriptor count is estimated from the mean of the photos it holds."""
-        held = len(self.local.labels())
-        pending = self.store.count_features(*self.extractor, after_id=self.max_feature_id)
-        if not held or not pending:
-            return False
-        per_photo = self.local.descriptors / held
-        return self.local.index.outgrown_at(round(self.local.descriptors + pending * per_photo))
-
-    def catch_up(self, *, force: bool = False) -> None:
-        """Apply whatever was committed since the last call."""
+    def catch_up(self, *, force: bool = False, progress: Progress | None = None) -> None:
+        """Apply whatever was committed since the last call; rebuild instead when the
+        index has outgrown its kind, or would once the new photos were added
+        (`progress`: of that rebuild)."""
         if self.epoch < 0:
             return  # nothing built or resumed yet to keep in step (opened to be rebuilt)
         marker = self.store.marker()
@@ -167,21 +151,35 @@ class Follower:
                 self._rebuild_deep()
                 self.epoch = epoch
                 self.changed = True
-            self._add_local()
-            if self.deep is not None:
-                self._add_deep()
-            if self.local.outgrown:
+            outgrown = self._outgrown_by_pending()
+            if not outgrown:
+                self._add_local()
+                if self.deep is not None:
+                    self._add_deep()
+                outgrown = self.local.outgrown
+            if outgrown:
                 # Said, because the writer that crossed the size waits for it (about a
                 # minute at 1 000 photos on 2 cores).
                 _log.warning(
-                    "the search index has outgrown its kind at %d descriptors: rebuilding it"
-                    " from the database",
-                    self.local.descriptors,
+                    "the search index has outgrown its kind at %d photos: rebuilding it from"
+                    " the database",
+                    self.store.count_features(*self.extractor),
                 )
-                self.rebuild()
+                self.rebuild(progress)
                 if self._rebuilt is not None:
                     self._rebuilt()
             self._marker = marker
+
+    def _outgrown_by_pending(self) -> bool:
+        """Whether the photos committed since the last catch-up would outgrow the index:
+        adding them one by one would then be work the rebuild that follows does again.
+        Their descriptor count is estimated from the mean of the photos it holds."""
+        held = self.local.photos
+        pending = self.store.count_features(*self.extractor, after_id=self.max_feature_id)
+        if not held or not pending:
+            return False
+        per_photo = self.local.descriptors / held
+        return self.local.index.outgrown_at(round(self.local.descriptors + pending * per_photo))
 
     def _add_local(self) -> None:
         for row in self.store.iter_features(*self.extractor, after_id=self.max_feature_id):

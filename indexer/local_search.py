@@ -112,6 +112,11 @@ class LocalSearch:
     def descriptors(self) -> int:
         return self._index.size
 
+    @property
+    def photos(self) -> int:
+        """How many photos are searchable."""
+        return len(self._entries)
+
     def labels(self) -> dict[int, str]:
         """image id -> individual id of every searchable photo."""
         with self._lock.reading():

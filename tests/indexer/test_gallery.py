@@ -461,3 +461,29 @@ def test_a_catalogue_grown_past_its_saved_index_is_rebuilt_without_adding_every_
     assert added == []  # rebuilt at once, not first added one by one until outgrown
     assert rebuilding[-1] == (stats.images, stats.images)  # the rebuild said how far it got
     assert answer.candidates[0].individual_id == "ind-05"
+
+
+def test_a_server_that_sees_many_photos_enrolled_elsewhere_rebuilds_without_adding_them(
+    tmp_path: Path, photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    search = SearchParameters(exact_search_max=2_000, nprobe=32)
+    first = INDIVIDUALS[0]
+    with Gallery.open(tmp_path, search=search) as server:
+        server.catalogue.enrol(photos[first, 0], first, species="humpback_whale")
+        # Another process (not following the index itself) enrols the rest at once.
+        with Gallery.open(tmp_path, search=search, load_index=False) as other:
+            enrol_all(other, photos)
+        added: list[int] = []
+        add = LocalSearch.add
+        monkeypatch.setattr(
+            LocalSearch,
+            "add",
+            lambda self, image_id, *a: added.append(image_id) or add(self, image_id, *a),
+        )
+        stats = server.stats()  # catches up
+        answer = server.pipeline.identify_photo(photos["ind-05", QUERY_SEED])
+
+    assert server.local.index.approximate
+    assert stats.images == len(INDIVIDUALS) * len(GALLERY_SEEDS)
+    assert added == []
+    assert answer.candidates[0].individual_id == "ind-05"
