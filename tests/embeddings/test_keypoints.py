@@ -182,6 +182,23 @@ def test_rolls_described_in_one_pass_are_each_roll_described_alone() -> None:
     assert not np.array_equal(together[1].descriptors, together[2].descriptors)
 
 
+def test_rolls_described_from_the_strongest_keypoints_describe_only_those() -> None:
+    detection = EXTRACTOR.detect(photo(fluke("roll")))
+    (every,) = detection.describe_rolls([15.0])
+    strongest = len(every.descriptors) // 4
+    (few,) = detection.describe_rolls([15.0], strongest)
+    levels = 1 + len(EXTRACTOR.config.coarse_levels)
+    assert 0 < len(few.descriptors) <= levels * strongest < len(every.descriptors)
+    described = {
+        (tuple(k), d.tobytes())
+        for k, d in zip(every.keypoints.tolist(), every.descriptors, strict=True)
+    }
+    for k, d in zip(few.keypoints.tolist(), few.descriptors, strict=True):
+        assert (tuple(k), d.tobytes()) in described
+    (all_kept,) = detection.describe_rolls([15.0], len(every.descriptors))
+    assert np.array_equal(all_kept.descriptors, every.descriptors)
+
+
 def test_rolls_described_in_parallel_threads_are_each_roll_described_alone() -> None:
     detection = EXTRACTOR.detect(photo(fluke("roll")))
     rolls = [15.0, -15.0, 30.0, -30.0] * 2

@@ -371,15 +371,15 @@ def test_leave_one_out_excludes_the_query_photo(built: Path, photos) -> None:
 def test_roll_hypotheses_are_searched_only_when_the_upright_search_verifies_weakly(
     built: Path, photos
 ) -> None:
-    calls: list[list[float]] = []
+    calls: list[tuple[list[float], int]] = []
     with Gallery.open(built) as gallery:
 
-        def rolled_views(photo: Photo) -> Callable[[Sequence[float]], list[LocalFeatures]]:
+        def rolled_views(photo: Photo) -> Callable[[Sequence[float], int], list[LocalFeatures]]:
             detection = gallery.extractor.detect(photo)
 
-            def views(angles: Sequence[float]) -> list[LocalFeatures]:
-                calls.append(list(angles))
-                return detection.describe_rolls(angles)
+            def views(angles: Sequence[float], strongest: int) -> list[LocalFeatures]:
+                calls.append((list(angles), strongest))
+                return detection.describe_rolls(angles, strongest)
 
             return views
 
@@ -389,8 +389,10 @@ def test_roll_hypotheses_are_searched_only_when_the_upright_search_verifies_weak
         assert calls == []
         stranger = photos["stranger", QUERY_SEED]
         gallery.local.rank(gallery.extractor.extract(stranger), rolled=rolled_views(stranger))
-        # Every hypothesis described in one call (one scale-space pyramid).
-        assert calls == [list(gallery.local.params.roll_angles)]
+        # Every hypothesis described in one call (one scale-space pyramid), from the
+        # strongest keypoints.
+        params = gallery.local.params
+        assert calls == [(list(params.roll_angles), params.roll_keypoints)]
 
 
 def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
@@ -400,9 +402,11 @@ def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
     described: list[float] = []
     describe_rolls = DetectedKeypoints.describe_rolls
 
-    def spy_describe(self: DetectedKeypoints, rolls: Sequence[float]) -> list[LocalFeatures]:
+    def spy_describe(
+        self: DetectedKeypoints, rolls: Sequence[float], strongest: int | None = None
+    ) -> list[LocalFeatures]:
         described.extend(rolls)
-        return describe_rolls(self, rolls)
+        return describe_rolls(self, rolls, strongest)
 
     monkeypatch.setattr(DetectedKeypoints, "describe_rolls", spy_describe)
     with Gallery.open(built) as gallery:
