@@ -436,6 +436,18 @@ def test_a_rolled_photo_is_identified_through_a_roll_hypothesis(built: Path, pho
         assert ranked[0].inliers > (upright[0].inliers if upright else 0)
 
 
+def _photos_added(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ids of photos added to any local search one by one from now on."""
+    added: list[int] = []
+    add = LocalSearch.add
+    monkeypatch.setattr(
+        LocalSearch,
+        "add",
+        lambda self, image_id, *a: added.append(image_id) or add(self, image_id, *a),
+    )
+    return added
+
+
 def test_a_catalogue_grown_past_its_saved_index_is_rebuilt_without_adding_every_photo(
     tmp_path: Path, photos, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -447,13 +459,7 @@ def test_a_catalogue_grown_past_its_saved_index_is_rebuilt_without_adding_every_
     # saving it): the next open finds the catalogue far past what the index was made for.
     with Gallery.open(tmp_path, search=search, load_index=False) as gallery:
         enrol_all(gallery, photos)
-    added: list[int] = []
-    add = LocalSearch.add
-    monkeypatch.setattr(
-        LocalSearch,
-        "add",
-        lambda self, image_id, *a: added.append(image_id) or add(self, image_id, *a),
-    )
+    added = _photos_added(monkeypatch)
 
     rebuilding: list[tuple[int, int]] = []
     with Gallery.open(tmp_path, search=search, progress=lambda *p: rebuilding.append(p)) as gallery:
@@ -477,13 +483,7 @@ def test_a_server_that_sees_many_photos_enrolled_elsewhere_rebuilds_without_addi
         # Another process (not following the index itself) enrols the rest at once.
         with Gallery.open(tmp_path, search=search, load_index=False) as other:
             enrol_all(other, photos)
-        added: list[int] = []
-        add = LocalSearch.add
-        monkeypatch.setattr(
-            LocalSearch,
-            "add",
-            lambda self, image_id, *a: added.append(image_id) or add(self, image_id, *a),
-        )
+        added = _photos_added(monkeypatch)
         stats = server.stats()  # catches up
         answer = server.pipeline.identify_photo(photos["ind-05", QUERY_SEED])
 
