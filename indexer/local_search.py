@@ -21,7 +21,7 @@ from indexer.point_files import PhotoPoints
 from indexer.read_write_lock import ReadWriteLock
 from indexer.scoring import image_scores, lnbnn_votes, one_per_keypoint, verify
 
-__all__ = ["LocalSearch", "RankedImage", "SearchParameters", "positions_of"]
+__all__ = ["LocalSearch", "RankedImage", "Rolled", "SearchParameters", "positions_of"]
 
 # Extra neighbours fetched when photos are excluded from a search (leave-one-out), so
 # that K+1 remain after dropping the excluded photo's own descriptors.

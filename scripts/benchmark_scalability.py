@@ -40,7 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -55,7 +55,7 @@ from embeddings.keypoints import RootSiftExtractor
 from embeddings.protocol import LocalFeatures
 from indexer.deep_search import DEEP_EXACT_MAX, DEEP_REFINE_FACTOR
 from indexer.descriptor_index import CODES, DescriptorIndex
-from indexer.local_search import LocalSearch, SearchParameters, positions_of
+from indexer.local_search import LocalSearch, Rolled, SearchParameters, positions_of
 from indexer.search_threads import cores
 from indexer.vector_index import VectorIndex
 
@@ -458,6 +458,7 @@ def _identify_queries(
     on a shared machine one pass's p50 moves by 15 % from one minute to the next."""
     extractor = RootSiftExtractor()
     search_p50, identify_p50, identify_all = [], [], []
+    upright_ms, rolled_ms = [], []
     for _ in range(passes):
         search_ms, identify_ms = [], []
         for path, _label in queries:
@@ -468,8 +469,10 @@ def _identify_queries(
             search.index.search(features.descriptors, engine.neighbours + 1)
             search_ms.append(1000 * (time.perf_counter() - searched))
             started_rank = time.perf_counter()
-            search.rank(features, rolled=detection.describe_rolls)
+            rolls: list[Sequence[float]] = []
+            search.rank(features, rolled=_noted(detection.describe_rolls, rolls))
             identify_ms.append(1000 * (time.perf_counter() - started_rank + searched - started))
+            (rolled_ms if rolls else upright_ms).append(identify_ms[-1])
         search_p50.append(statistics.median(search_ms))
         identify_p50.append(statistics.median(identify_ms))
         identify_all += identify_ms
@@ -478,7 +481,20 @@ def _identify_queries(
         "identify_ms_p50": statistics.median(identify_p50),
         "identify_ms_p50_passes": identify_p50,
         "identify_ms_p95": float(np.percentile(identify_all, 95)),
+        "rolled_share": len(rolled_ms) / len(identify_all),
+        "identify_ms_p50_upright": statistics.median(upright_ms) if upright_ms else None,
+        "identify_ms_p50_rolled": statistics.median(rolled_ms) if rolled_ms else None,
     }
+
+
+def _noted(rolled: Rolled, calls: list[Sequence[float]]) -> Rolled:
+    """`rolled`, each call's angles appended to `calls`."""
+
+    def noted(angles: Sequence[float], strongest: int) -> list[LocalFeatures]:
+        calls.append(angles)
+        return rolled(angles, strongest)
+
+    return noted
 
 
 def _passes(point: dict) -> str:
@@ -486,9 +502,14 @@ def _passes(point: dict) -> str:
     return " / ".join(f"{ms:.0f}" for ms in point.get("identify_ms_p50_passes", [])) or "1 pass"
 
 
-def _optional(point: dict, key: str) -> str:
-    """A figure that earlier runs did not measure."""
-    return f"{point[key]:.1f}" if key in point else "-"
+def _optional(point: dict, key: str, digits: int = 1) -> str:
+    """A figure that earlier runs did not measure, or that no query gave."""
+    return f"{point[key]:.{digits}f}" if point.get(key) is not None else "-"
+
+
+def _rolled(point: dict) -> str:
+    """Share of the queries that fell back to the roll hypotheses."""
+    return f"{point['rolled_share']:.0%}" if "rolled_share" in point else "-"
 
 
 def _rss_bytes() -> int:
@@ -647,6 +668,11 @@ def _markdown(r: dict) -> str:
             " core, as the service searches them); *search* is the index search"
             " alone. Each pass identifies every query once; *identify ms p50* is the median"
             " of the passes' p50s, each listed under *passes*, and p95 is over every pass."
+            " *rolled*: the share of queries whose best photo verified too few inliers"
+            " upright, so that the roll hypotheses were described and searched too;"
+            " *upright* and *rolled p50* are the identify p50s of the other queries and of"
+            " those, over every pass. Where about half the queries roll, the p50 lies"
+            " between the two groups and moves with a query or two."
             " The index is measured as a restarted server holds it, loaded from its"
             " saved files; *load s* is that loading, the FAISS file read, the exact rows"
             " mapped and each photo's keypoint positions taken in (the service reads them"
@@ -666,8 +692,9 @@ def _markdown(r: dict) -> str:
             ),
             "",
             "| photos | data | descriptors | index | codes | build s | load s | index KiB/photo"
-            " | disk KiB/photo | RSS KiB/photo | search ms p50 | identify ms p50 | passes | p95 |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            " | disk KiB/photo | RSS KiB/photo | search ms p50 | identify ms p50 | passes | p95"
+            " | rolled | upright p50 | rolled p50 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for p in d["points"]:
             lines.append(
@@ -675,6 +702,8 @@ def _markdown(r: dict) -> str:
                 f" {p['codes']}{'' if p['engine_index'] else ' (comparison)'} | {p['build_s']:.1f} | {_optional(p, 'load_s')} | {p['index_kib_per_photo']:.1f} |"
                 f" {_optional(p, 'disk_kib_per_photo')} | {p['rss_kib_per_photo']:.1f} | {p['search_ms_p50']:.0f} |"
                 f" {p['identify_ms_p50']:.0f} | {_passes(p)} | {p['identify_ms_p95']:.0f} |"
+                f" {_rolled(p)} | {_optional(p, 'identify_ms_p50_upright', 0)} |"
+                f" {_optional(p, 'identify_ms_p50_rolled', 0)} |"
             )
         f = d["fit"]
         bars = LOCAL_BARS
