@@ -148,6 +148,11 @@ def markdown(meta: dict, results: dict, gate: dict) -> str:
         " humpback-flukes 0.821, rightwhale 0.551, happywhale 0.677; default install"
         " humpback-flukes 0.818, rightwhale 0.545, happywhale 0.831, happywhale +"
         " distractors 0.738.",
+        "- local search: the runs dated 2026-12-06 from 07:00 describe and search the roll"
+        " hypotheses from the 500 strongest keypoints of each level, and give an IVF index"
+        " 2 sqrt(N) lists up to 4 096 (4 sqrt(N) before). Weight-free humpback-flukes at the"
+        " commit before these and after each: 0.826, 0.822, 0.818; rightwhale rose from"
+        " 0.548 to 0.557.",
         f"- distractors: photos of other animals enrolled and never queried ({', '.join(DISTRACTORS)}"
         " sets; see `whaleid evaluate --distractors`).",
         "",
