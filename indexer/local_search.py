@@ -57,8 +57,9 @@ class SearchParameters(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     roll_keypoints: int = 500
     """Strongest keypoints of each level described and searched per roll hypothesis, of
     up to 1 500: every new individual's query pays for this fallback in full. Against all
-    of them, paired leave-one-out top-1: flukes +0.003, right whales +0.006; rotated 15
-    degrees, 300 queries each: -0.010 and -0.017 (750: -0.003 each, and no faster)."""
+    of them, paired leave-one-out top-1 over an index built once: flukes +0.003, right
+    whales +0.006; in `whaleid evaluate` (enrolled photo by photo) flukes -0.004; rotated
+    15 degrees, 300 queries each: -0.010 and -0.017 (750: -0.003 each, and no faster)."""
     min_query_features: int = 10
     """Fewer keypoints than this: blank, blurred or tiny, too little to match."""
 
