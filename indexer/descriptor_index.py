@@ -88,9 +88,9 @@ class DescriptorIndex:
     @property
     def outgrown(self) -> bool:
         """Whether the index no longer suits its size and should be built again (from the
-        database): an exact index past `exact_max`, or an IVF index that has grown to four
-        times what it was trained for, so that its lists are twice as long as
-        `_list_count` would make them and each search scans twice as much."""
+        database): an exact index past `exact_max`, or an IVF index whose size has
+        reached the next `trained_size` step, where its lists have grown twice as long as
+        `_list_count` makes them and each search scans twice as much."""
         return self.outgrown_at(self.size)
 
     def outgrown_at(self, size: int) -> bool:
@@ -98,7 +98,18 @@ class DescriptorIndex:
         if not self.approximate:
             return size > self.exact_max
         trained = faiss.extract_index_ivf(self._index).nlist
-        return trained < _MAX_LISTS and _list_count(size) >= 2 * trained
+        return trained < _MAX_LISTS and _list_count(self.trained_size(size)) > trained
+
+    def trained_size(self, size: int) -> int:
+        """How many descriptors an IVF index of `size` is trained on, the first ones
+        added: the largest `exact_max` x 4^k not above `size`. Fixed steps, rather than
+        whatever size a process happened to catch up at, make the index a function of
+        the catalogue alone: the server following `whaleid enrol`, the CLI itself and a
+        rebuild after a restart search the same lists and give the same answers."""
+        trained = max(1, self.exact_max)
+        while trained * _GROWTH <= size:
+            trained *= _GROWTH
+        return trained
 
     def add(self, image_id: int, descriptors: np.ndarray) -> None:
         """Add one photo's descriptors, (N, dim) uint8."""
@@ -136,7 +147,7 @@ class DescriptorIndex:
             for image_id in image_ids:
                 self.add(image_id, rows.photo(image_id))
             return
-        self._index = _train_ivf(rows, self.dim, seed, self.codes)
+        self._index = _train_ivf(rows, self.trained_size(rows.written), self.dim, seed, self.codes)
         # Codes alone are added (`add` without rows): the exact rows are in place.
         if fill is not None:
             fill(self, image_ids, rows.photo)
@@ -378,6 +389,10 @@ def _list_count(total: int) -> int:
     return max(1, min(_MAX_LISTS, lists, total // 39))
 
 
+_GROWTH = 4
+"""Growth in descriptors from one `trained_size` step to the next: the lists double
+(`_list_count` goes as the square root), and the rebuilds, each from the whole database,
+add up to a third of the last one's work."""
 _MAX_LISTS = 65536
 """Most IVF lists; 4 sqrt(N) reaches it at 268 M descriptors (about 260 000 photos)."""
 _GRAPH_LISTS = 4096
@@ -394,11 +409,13 @@ photos (18 214 lists, 2-core AMD EPYC, 50 real queries x 2, paired): 64 -> 32 to
 p50 from 309 to 261 ms and kept all 50 top-1 answers; 16 changed 5 of them."""
 
 
-def _train_ivf(rows: DescriptorRows, dim: int, seed: int, codes: str) -> faiss.Index:
-    total = rows.written
-    nlist = _list_count(total)
-    sample = min(total, 40 * nlist)
-    picks = np.sort(np.random.default_rng(seed).choice(total, sample, replace=False))
+def _train_ivf(
+    rows: DescriptorRows, trained_size: int, dim: int, seed: int, codes: str
+) -> faiss.Index:
+    """An empty IVF index trained on a sample of the first `trained_size` rows."""
+    nlist = _list_count(trained_size)
+    sample = min(trained_size, 40 * nlist)
+    picks = np.sort(np.random.default_rng(seed).choice(trained_size, sample, replace=False))
     training = rows.take(picks).astype(np.float32)
     if nlist <= _GRAPH_LISTS:
         index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_L2)
