@@ -132,9 +132,10 @@ class DescriptorIndex:
         """Replace the index with one over these photos, IVF when they are many.
 
         Args:
-            photos: (photo id, (N, dim) uint8 descriptors), read once: their exact rows
-                are written to a file without a name in `scratch` (None: the system's
-                temporary folder), not held in memory, then trained on and added.
+            photos: (photo id, (N, dim) uint8 descriptors) in the order they were
+                enrolled (the first `trained_size` rows train the IVF), read once: their
+                exact rows are written to a file without a name in `scratch` (None: the
+                system's temporary folder), not held in memory, then trained on and added.
             seed: seed of the k-means training sample.
             fill: adds the photos to a trained IVF index in some other way than one by
                 one here (`cluster.index_build`); it must give the same index.
