@@ -153,6 +153,13 @@ def markdown(meta: dict, results: dict, gate: dict) -> str:
         " 2 sqrt(N) lists up to 4 096 (4 sqrt(N) before). Weight-free humpback-flukes at the"
         " commit before these and after each: 0.826, 0.822, 0.818; rightwhale rose from"
         " 0.548 to 0.557.",
+        "- index training: the runs dated 2026-12-06 from 09:30 train the IVF at fixed steps"
+        " of size, on the first `exact_max` x 4^k descriptors, instead of on all of them"
+        " wherever the catalogue outgrew the last index. Against the runs just before:"
+        " weight-free humpback-flukes 0.818 and happywhale 0.769 unchanged, rightwhale 0.557"
+        " to 0.549; default install humpback-flukes 0.816 unchanged, rightwhale 0.551 to"
+        " 0.543, happywhale + distractors 0.738 to 0.708 (2 of 65 queries). The open-set"
+        " and one-gallery rows are from before it.",
         f"- distractors: photos of other animals enrolled and never queried ({', '.join(DISTRACTORS)}"
         " sets; see `whaleid evaluate --distractors`).",
         "",
