@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,7 +156,11 @@ def test_serve_with_a_damaged_model_fails_in_one_line(
     config = tmp_path / "whaleid.toml"
     config.write_text(f'models_dir = "{models}"\n')
 
-    code = main(["serve", "--data", str(tmp_path / "data"), "--config", str(config)])
+    # A free port: a server left running on the default one would stop it first (exit 2).
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = str(probe.getsockname()[1])
+    args = ["serve", "--data", str(tmp_path / "data"), "--config", str(config), "--port", port]
+    code = main(args)
 
     err = capsys.readouterr().err
     assert code == 1
