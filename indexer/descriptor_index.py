@@ -378,8 +378,8 @@ def _list_count(total: int) -> int:
     # cost more than the `nprobe` lists scanned, so fewer, longer lists: 2 sqrt(N). Against
     # 4 sqrt(N) (2-core Intel Xeon, 2026-12-06): a 1 000-descriptor query at 2 000 real
     # photos searched in 49 ms instead of 82. Flukes top-1 with the index built once over
-    # the set: 0.814 -> 0.822; enrolled photo by photo (`whaleid evaluate`, the index
-    # trained where it outgrew itself): 0.822 -> 0.818. Once the centres are found through a
+    # the set: 0.814 -> 0.822; enrolled photo by photo (`whaleid evaluate`, then trained
+    # where the index outgrew itself): 0.822 -> 0.818. Once the centres are found through a
     # graph they are cheap and long lists are not, so 4 sqrt(N): at 20 000 replicated
     # photos, 2 sqrt(N) lists (8 757) took the search p50 from 77 to 102 ms. 12 sqrt(N)
     # lists with 8 probes searched 3.6x faster than 4 sqrt(N) but cost 1.6 points of

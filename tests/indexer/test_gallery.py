@@ -491,3 +491,30 @@ def test_a_server_that_sees_many_photos_enrolled_elsewhere_rebuilds_without_addi
     assert stats.images == len(INDIVIDUALS) * len(GALLERY_SEEDS)
     assert added == []
     assert answer.candidates[0].individual_id == "ind-05"
+
+
+def test_servers_that_caught_up_at_different_moments_hold_the_same_index(
+    tmp_path: Path, photos
+) -> None:
+    # Two processes following the same enrolment rebuilt at whatever size they caught up
+    # at, and then answered one photo differently; the index is now trained at sizes
+    # fixed by the catalogue, so when they caught up does not matter.
+    search = SearchParameters(exact_search_max=2_000, nprobe=32)
+    order = [(individual, seed) for individual in INDIVIDUALS for seed in GALLERY_SEEDS]
+    with (
+        Gallery.open(tmp_path, search=search) as often,
+        Gallery.open(tmp_path, search=search) as once,
+        Gallery.open(tmp_path, search=search, load_index=False) as writer,
+    ):
+        for done, (individual, seed) in enumerate(order, start=1):
+            writer.catalogue.enrol(photos[individual, seed], individual, species="humpback_whale")
+            if done in (2, 3, 7, 8, 20):
+                often.stats()  # catches up
+        often.stats()
+        once.stats()
+        assert often.local.index.approximate
+        assert often.local.index.to_bytes() == once.local.index.to_bytes()
+        query = photos["ind-05", QUERY_SEED]
+        answers = [g.pipeline.identify_photo(query).candidates for g in (often, once)]
+    assert answers[0] == answers[1]
+    assert answers[0][0].individual_id == "ind-05"
