@@ -64,6 +64,10 @@ class DeepSearch:
         self._index = self._new_index()
 
     @property
+    def index(self) -> VectorIndex:
+        return self._index
+
+    @property
     def photos(self) -> int:
         return sum(1 for i in self._labels if i < CENTROID_BASE)
 
@@ -85,13 +89,16 @@ class DeepSearch:
         centroid_ids, individuals, centroid_vectors = self.store.centroids(self.model, self.version)
         for centroid_id, individual in zip(centroid_ids.tolist(), individuals, strict=True):
             self._labels[CENTROID_BASE + centroid_id] = individual
-        all_vectors = [np.stack(vectors)] if vectors else []
-        if len(centroid_ids):
-            all_vectors.append(centroid_vectors)
+        # Centroids first, then photos in the order they were enrolled: the order in which
+        # a process that follows the enrolment adds them, so that both train the same PQ
+        # index when it outgrows exact search (`VectorIndex.add`).
+        all_vectors = [centroid_vectors] if len(centroid_ids) else []
+        if vectors:
+            all_vectors.append(np.stack(vectors))
         self._index = self._new_index()
         if all_vectors:
             self._index.add(
-                np.array(ids + (CENTROID_BASE + centroid_ids).tolist(), dtype=np.int64),
+                np.array((CENTROID_BASE + centroid_ids).tolist() + ids, dtype=np.int64),
                 np.concatenate(all_vectors),
             )
 

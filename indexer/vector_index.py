@@ -13,7 +13,9 @@ evenly over 4-dimensional sub-vectors; each is coded in 4 bits (product quantisa
 Jégou et al., "Product quantization for nearest neighbor search", TPAMI 2011) and scanned
 with FAISS's register-resident lookup tables (André et al., "Quicker ADC", TPAMI 2019).
 The `refine_factor * k` best codes are then scored with the stored float vectors. It is
-trained once, on the vectors present at the switch; reports/scalability.md measures it
+trained once, on the first `exact_max + 1` vectors added (a sample of them): however
+they came, one by one or in batches that cross `exact_max` at different points, the same
+vectors in the same order give the same index. reports/scalability.md measures it
 against HNSW. The index then stays PQ, even if removals shrink it; an index built anew
 from the same vectors is exact again.
 
@@ -77,7 +79,7 @@ class VectorIndex:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under new ids. The add that takes the index past `exact_max`
-        rebuilds it as PQ.
+        rebuilds it as PQ, trained on the first `exact_max + 1` vectors.
 
         Args:
             ids: (N,) int64, non-negative, not already in the index.
@@ -99,7 +101,7 @@ class VectorIndex:
             return
         if not self._pq and self.size + len(ids) > self.exact_max:
             every = np.concatenate([self._index.index.reconstruct_n(0, self.size), vectors])
-            index = _trained_pq(every)
+            index = _trained_pq(every[: self.exact_max + 1])
             index.add_with_ids(every, np.concatenate([self._ids(), ids]))
             self._set(index)
         else:

@@ -15,6 +15,7 @@ from embeddings.images import load_photo
 from embeddings.model_files import ModelFileError
 from embeddings.preprocess import arcface_input
 from embeddings.reference.efficientnet import load_arcface_checkpoint
+from indexer import deep_search
 from indexer.calibration import Calibration
 from indexer.centroids import read_centroids
 from indexer.decision import _fused
@@ -130,6 +131,31 @@ def test_enrolled_photos_are_found_beside_the_centroids_and_follow_catalogue_edi
     ]
     assert "renamed-whale" not in names
     assert deep_gallery.stats().centroids == ACTIVE_CLASSES - 1
+
+
+def test_a_follower_and_a_fresh_start_train_the_same_deep_index(
+    tmp_path: Path,
+    random_models: RandomModels,
+    centroid_rows: list,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The deep index turns PQ when it outgrows exact search. A server that followed the
+    # enrolment added the photos after the centroids, one catch-up at a time; one started
+    # afterwards read the photos first: each trained on other vectors.
+    monkeypatch.setattr(deep_search, "DEEP_EXACT_MAX", ACTIVE_CLASSES + 2)
+    embedder = ArcFaceEmbedder(random_models.models_dir / "arcface-effb4")
+    data = tmp_path / "data"
+    with Gallery.open(data, embedder=embedder, load_index=False) as writer:
+        writer.catalogue.import_centroids(centroid_rows)
+        with Gallery.open(data, embedder=embedder) as follower:
+            for n in range(5):
+                writer.catalogue.enrol(load_photo(encode(sighting(f"whale-{n}", n))), f"whale-{n}")
+                follower.stats()  # catches up
+            follower.deep.index.save(tmp_path / "followed")
+    with Gallery.open(data, embedder=embedder) as fresh:
+        assert fresh.deep.index.approximate
+        fresh.deep.index.save(tmp_path / "fresh")
+    assert (tmp_path / "followed").read_bytes() == (tmp_path / "fresh").read_bytes()
 
 
 def test_a_photo_enrolled_before_the_model_gets_its_embedding_when_enrolled_again(

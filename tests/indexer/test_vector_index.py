@@ -195,6 +195,29 @@ def test_add_past_exact_max_switches_and_keeps_every_vector() -> None:
     np.testing.assert_array_equal(index.search(vectors, 1)[1][:, 0], ids)
 
 
+def test_the_pq_index_does_not_depend_on_where_the_adds_crossed_exact_max(
+    tmp_path: Path,
+) -> None:
+    # A server following another process's enrolment adds in whatever batches it catches
+    # up with; trained on the vectors present at the crossing, its index differed from one
+    # built in one add.
+    vectors = unit(900, 16)
+    ids = np.arange(900, dtype=np.int64)
+    saved = []
+    for name, batches in {
+        "at once": [900],
+        "in batches": [450, 100, 350],
+        "one by one": [1] * 900,
+    }.items():
+        index = VectorIndex(16, exact_max=500)
+        for part in np.split(np.arange(900), np.cumsum(batches)[:-1]):
+            index.add(ids[part], vectors[part])
+        assert index.approximate
+        index.save(tmp_path / name)
+        saved.append((tmp_path / name).read_bytes())
+    assert saved[0] == saved[1] == saved[2]
+
+
 def test_recall_at_10_against_exact(filled: VectorIndex, data) -> None:
     ids, vectors, queries = data
     scores, found = filled.search(queries, 10)
