@@ -29,6 +29,9 @@ CALIBRATION_QUERIES = 300
 each costs one search."""
 # Fewer new photos than this never trigger a refit: ten more pairs barely move the curve.
 _REFIT_MIN_NEW = 10
+# A catalogue that keeps changing (photos enrolled one by one, each within a check of the
+# last) is refitted anyway at this many checks in a row: five minutes at the service's.
+_MOVING_CHECKS = 10
 # Stored photos were accepted when enrolled: decoded under a generous limit.
 _STORED_MAX_PIXELS = 200_000_000
 
@@ -163,6 +166,10 @@ class Calibrator:
         self.query_of = query_of
         self._current = Calibrations()
         self._id = 0
+        self._last_seen: tuple[int, int] | None = None
+        """The catalogue's state at the last `refit_if_settled`: (epoch, feature id)."""
+        self._moving = 0
+        """How many `refit_if_settled` calls in a row found the catalogue changed."""
 
     @property
     def stored(self) -> bool:
@@ -203,6 +210,28 @@ class Calibrator:
             return False
         self._id, self._current = new_id, fitted
         return True
+
+    def refit_if_settled(self, progress: Progress | None = None) -> bool:
+        """`refit_if_due`, once the catalogue has held still since the previous call (or
+        has kept changing for `_MOVING_CHECKS` calls).
+
+        For a process that checks now and then (the service, every half minute): it leaves
+        the fit of an enrolment in progress to that enrolment's end, where the enrolling
+        process fits (`whaleid enrol` does). The fit is then made at the size the
+        enrolment ends at, whenever the checks came; a check that fitted halfway left the
+        end of the enrolment not due, and the probabilities depended on its timing.
+
+        Returns:
+            Whether it committed a new fit.
+        """
+        self.follower.catch_up()
+        state = (self.follower.epoch, self.follower.max_feature_id)
+        self._moving = 0 if state == self._last_seen else self._moving + 1
+        self._last_seen = state
+        if 0 < self._moving < _MOVING_CHECKS:
+            return False
+        self._moving = 0
+        return self.refit_if_due(progress)
 
     def refit_if_due(self, progress: Progress | None = None) -> bool:
         """Refit if the catalogue grew enough since the last fit (`calibration_due`).

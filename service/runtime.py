@@ -38,7 +38,8 @@ _READ_THREADS = 4
 # opens in well under a second), then gets 503 with Retry-After.
 _WAIT_FOR_GALLERY_S = 10.0
 _RETRY_AFTER_S = 5
-# How often the catalogue's growth is checked for a calibration refit (a cheap check).
+# How often the catalogue's growth is checked for a calibration refit (a cheap check);
+# a refit waits until the catalogue has held still for one interval.
 _REFIT_CHECK_S = 30.0
 
 
@@ -107,10 +108,11 @@ class Runtime:
 
     async def keep_calibrated(self) -> None:
         """Refit the probability calibrations whenever the catalogue has grown enough
-        (by enrolment here or from any other process), off the request pools."""
+        (by enrolment here or from any other process) and holds still, off the request
+        pools."""
         await self._opened.wait()
         while self._gallery is not None:
-            await anyio.to_thread.run_sync(self._gallery.calibrator.refit_if_due)
+            await anyio.to_thread.run_sync(self._gallery.calibrator.refit_if_settled)
             await anyio.sleep(_REFIT_CHECK_S)
 
     async def wait_closable(self) -> None:

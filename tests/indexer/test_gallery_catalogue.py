@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from embeddings.photo import Photo
+from indexer import refit
 from indexer.gallery import Gallery
 from indexer.store import Conflict, InvalidInput, NotFound
 from tests.indexer.test_gallery import GALLERY_SEEDS, QUERY_SEED, photo
@@ -215,6 +216,53 @@ def test_of_two_processes_fitting_at_once_the_first_to_commit_is_kept(data: Path
         assert committed is not None
         assert msgspec.json.decode(committed[1]) == msgspec.to_builtins(cli.calibrator.current())
         assert not server.calibrator.refit_if_due()  # the kept fit is of this catalogue
+
+
+def test_a_server_checking_during_an_enrolment_leaves_the_fit_to_its_end(
+    data: Path, photos
+) -> None:
+    """The server checked halfway through `whaleid enrol`, found a refit due and fitted;
+    the enrolment's end was then not due, and the fit depended on when the check came."""
+    enrolled = [(f"ind-{n:02d}", seed) for n in range(7, 11) for seed in GALLERY_SEEDS]
+    with Gallery.open(data) as server, Gallery.open(data) as cli:
+        assert server.calibrator.current().photos == 12
+        assert not server.calibrator.refit_if_settled()  # its first look
+        for individual, seed in enrolled[:10]:
+            cli.catalogue.enrol(photo(individual, seed), individual)
+        assert not server.calibrator.refit_if_settled()  # due, but the catalogue moved
+        for individual, seed in enrolled[10:]:
+            cli.catalogue.enrol(photo(individual, seed), individual)
+        assert cli.calibrator.refit_if_due()  # the end of `whaleid enrol`
+        assert not server.calibrator.refit_if_settled()
+        assert not server.calibrator.refit_if_settled()  # settled, and not due
+        assert server.calibrator.current().photos == 24
+
+
+def test_a_server_refits_a_grown_catalogue_once_it_holds_still(data: Path, photos) -> None:
+    """An enrolment that ended without its fit (stopped, or through the API)."""
+    with Gallery.open(data) as server, Gallery.open(data) as cli:
+        assert not server.calibrator.refit_if_settled()
+        for n in range(7, 11):
+            for seed in GALLERY_SEEDS:
+                cli.catalogue.enrol(photo(f"ind-{n:02d}", seed), f"ind-{n:02d}")
+        assert not server.calibrator.refit_if_settled()
+        assert server.calibrator.refit_if_settled()
+        assert cli.calibrator.current().photos == 24
+
+
+def test_a_catalogue_that_never_holds_still_is_refitted_all_the_same(
+    data: Path, photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(refit, "_MOVING_CHECKS", 3)
+    enrolled = [(f"ind-{n:02d}", seed) for n in range(7, 11) for seed in GALLERY_SEEDS]
+    with Gallery.open(data) as server, Gallery.open(data) as cli:
+        fits = []
+        for individual, seed in enrolled:
+            cli.catalogue.enrol(photo(individual, seed), individual)
+            fits.append(server.calibrator.refit_if_settled())
+        # Every third check that saw a change may refit; due from the 10th photo (22 in all).
+        assert fits == [False] * 11 + [True]
+        assert server.calibrator.current().photos == 24
 
 
 def test_a_photo_described_elsewhere_is_stored_as_if_described_here(tmp_path: Path, photos) -> None:
