@@ -173,13 +173,11 @@ class Follower:
     def _outgrown_by_pending(self) -> bool:
         """Whether the photos committed since the last catch-up would outgrow the index:
         adding them one by one would then be work the rebuild that follows does again.
-        Their descriptor count is estimated from the mean of the photos it holds."""
-        held = self.local.photos
-        pending = self.store.count_features(*self.extractor, after_id=self.max_feature_id)
-        if not held or not pending:
-            return False
-        per_photo = self.local.descriptors / held
-        return self.local.index.outgrown_at(round(self.local.descriptors + pending * per_photo))
+        Their descriptors are counted, not estimated: an estimate past the next size step
+        rebuilt an index that was not outgrown, to the same index, and then again once it
+        was."""
+        pending = self.store.count_descriptors(*self.extractor, after_id=self.max_feature_id)
+        return pending > 0 and self.local.index.outgrown_at(self.local.descriptors + pending)
 
     def _add_local(self) -> None:
         for row in self.store.iter_features(*self.extractor, after_id=self.max_feature_id):

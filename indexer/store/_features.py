@@ -128,6 +128,17 @@ class FeatureTable(Connection):
             ).fetchone()
         return int(row[0] or 0)
 
+    def count_descriptors(self, extractor: str, version: str, after_id: int = 0) -> int:
+        """How many descriptors (keypoints) this extractor's feature rows hold, in rows
+        with an id above `after_id`."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(count), 0) FROM features"
+                " WHERE extractor = ? AND version = ? AND id > ?",
+                (extractor, version, after_id),
+            ).fetchone()
+        return int(row[0])
+
     def count_features(self, extractor: str, version: str, after_id: int = 0) -> int:
         """How many feature rows this extractor has (with an id above `after_id`)."""
         with self._read() as conn:

@@ -493,6 +493,42 @@ def test_a_server_that_sees_many_photos_enrolled_elsewhere_rebuilds_without_addi
     assert answer.candidates[0].individual_id == "ind-05"
 
 
+def test_a_follower_rebuilds_when_the_photos_it_catches_up_with_outgrow_it_not_before(
+    tmp_path: Path, photos, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Estimated from the mean photo it held, two large photos made three small ones
+    # look like 4 500 descriptors: a rebuild to the same exact index, and another later.
+    search = SearchParameters(exact_search_max=4_000)
+    rng = np.random.default_rng(0)
+
+    def features(count: int) -> list:
+        described = LocalFeatures(
+            keypoints=rng.uniform(0, 300, (count, 4)).astype(np.float32),
+            descriptors=rng.integers(0, 256, (count, 128), dtype=np.uint8),
+        )
+        extractor = follower.catalogue.describer.extractor
+        return [(extractor.name, extractor.version, described)]
+
+    with (
+        Gallery.open(tmp_path, search=search) as follower,
+        Gallery.open(tmp_path, search=search, load_index=False) as writer,
+        caplog.at_level("WARNING", logger="indexer.follower"),
+    ):
+        enrolled = iter(photos[individual, 0] for individual in INDIVIDUALS)
+        for count in (1_500, 1_500):
+            writer.catalogue.enrol(next(enrolled), "large", prepared=features(count))
+        follower.stats()
+        for count in (100, 100, 100):
+            writer.catalogue.enrol(next(enrolled), "small", prepared=features(count))
+        follower.stats()
+        assert "outgrown" not in caplog.text
+        assert (follower.local.descriptors, follower.local.index.approximate) == (3_300, False)
+        writer.catalogue.enrol(next(enrolled), "large", prepared=features(1_500))
+        follower.stats()
+        assert caplog.text.count("outgrown") == 1
+        assert (follower.local.descriptors, follower.local.index.approximate) == (4_800, True)
+
+
 def test_servers_that_caught_up_at_different_moments_hold_the_same_index(
     tmp_path: Path, photos
 ) -> None:

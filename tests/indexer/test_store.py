@@ -236,6 +236,16 @@ def test_add_image_without_features(store: Store) -> None:
     assert store.count_features(*LOCAL) == 0
 
 
+def test_descriptors_are_counted_in_the_rows_after_an_id(store: Store) -> None:
+    assert store.count_descriptors(*LOCAL) == 0
+    for i, n in enumerate((7, 11, 13), start=1):
+        store.add_image(new_image(i), None, [(*LOCAL, local(n, seed=i)), ("other", "1", unit())])
+    first = next(iter(store.iter_features(*LOCAL))).id
+    assert store.count_descriptors(*LOCAL) == 31
+    assert store.count_descriptors(*LOCAL, after_id=first) == 24
+    assert store.count_descriptors("rootsift", "2") == 0
+
+
 def test_duplicate_sha256_returns_existing_id_and_stores_nothing(store: Store) -> None:
     first_id, created = store.add_image(new_image(1, "A"), None, both(seed=1))
     assert created
