@@ -12,13 +12,14 @@ from litestar.testing import TestClient
 
 from service.app import create_app
 from service.config import Settings
+from tests.service.test_app import wait_ready
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=str(tmp_path / "data"), rate_limit_per_minute=0)
     with TestClient(create_app(settings)) as client:
-        assert client.get("/ready").status_code == 200
+        wait_ready(client)
         yield client
 
 
