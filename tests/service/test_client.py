@@ -87,7 +87,7 @@ class Server:
         config = data_dir.parent / f"{data_dir.name}.toml"
         # The live tests send hundreds of requests a minute from one address.
         config.write_text("rate_limit_per_minute = 0\n" + settings, encoding="utf-8")
-        port = _free_port()
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("WHALEID_")}
         env |= {"WHALEID_DATA": str(data_dir), "WHALEID_WORKERS": "2"}
@@ -127,7 +127,7 @@ class Server:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

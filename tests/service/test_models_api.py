@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from service.cli import main
 from service.config import Settings
 from service.schemas import FUSED
 from tests.deep_models import PLANTED, PLANTED_PHOTOS, RandomModels
+from tests.service.test_client import free_port
 from tests.synthetic import encode, sighting, write_folder
 
 
@@ -157,8 +157,7 @@ def test_serve_with_a_damaged_model_fails_in_one_line(
     config.write_text(f'models_dir = "{models}"\n')
 
     # A free port: a server left running on the default one would stop it first (exit 2).
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = str(probe.getsockname()[1])
+    port = str(free_port())
     args = ["serve", "--data", str(tmp_path / "data"), "--config", str(config), "--port", port]
     code = main(args)
 
