@@ -105,11 +105,13 @@ def decide(
     candidates = []
     # The calibration says how often a best candidate with this evidence is right. A
     # photo shows one individual, so the candidates below share at most what the ones
-    # above leave: two near-equal candidates cannot both be 0.9.
-    left = 1.0
+    # above leave: two near-equal candidates cannot both be 0.9. What they leave is taken
+    # from their running sum, not subtracted step by step: the subtractions' rounding let
+    # the sum exceed 1 by an ulp (1.0000000000000002), while a + fl(1 - a) never does.
+    given = 0.0
     for name in order:
-        probability = min(probabilities[name], left)
-        left -= probability
+        probability = min(probabilities[name], 1.0 - given)
+        given += probability
         candidates.append(
             Scored(
                 individual_id=name,
