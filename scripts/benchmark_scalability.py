@@ -4,7 +4,7 @@ from a first catalogue to a national one.
     python scripts/benchmark_scalability.py [--json reports/scalability.json]
         [--sizes 1000,10000,100000,1000000] [--queries 200] [--data ../shared/data]
         [--hnsw-max 100000] [--photo-sizes 300,2000] [--replicated-sizes 20000]
-        [--descriptors-only]
+        [--descriptors-only] [--keep DIR]
 
 1. Global embeddings (the deep path's index, `indexer.vector_index.VectorIndex` with the
    engine's settings): for each size, build time, index memory, single-query search
@@ -23,7 +23,10 @@ from a first catalogue to a national one.
    galleries of `--photo-sizes` real photos and `--replicated-sizes` replicated ones:
    build time, memory per photo, the index search and the whole weight-free
    identification of held-out real photos. `--descriptors-only` measures this part alone
-   and keeps the global part of the `--json` file.
+   and keeps the global part of the `--json` file. `--keep DIR` keeps each point's built
+   index in DIR and, on a later run with the same settings, times the queries on it
+   instead of building it again: a 100 000-photo build takes hours, and need not run on
+   the quiet machine that the timing needs.
 
 Fits `latency = a * size^b` to both and draws `reports/scalability.png`. Writes the JSON
 given with `--json` and `reports/scalability.md`. Part 2 is skipped, and said so, when
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import statistics
@@ -42,6 +46,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import faiss
@@ -119,6 +125,11 @@ def main() -> int:
         type=int,
         default=3,
         help="times the queries are identified at each point; p50 is the median of passes",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep each local-descriptor point's built index here, and reuse a kept one",
     )
     parser.add_argument(
         "--hnsw-max", type=int, default=100_000, help="largest size HNSW is measured at too"
@@ -363,7 +374,16 @@ def _descriptor_points(
     ]
     points = []
     for done, (photos, params) in enumerate(runs, start=1):
-        point = _descriptor_point(_gallery_of(gallery, photos, rng), queries, params, args.passes)
+        # Each point replicates with its own seed, so a kept index is the one a run
+        # building every point would have built.
+        replicas = np.random.default_rng(photos)
+        point = _descriptor_point(
+            partial(_gallery_of, gallery, photos, replicas),
+            queries,
+            params,
+            args.passes,
+            kept=_kept_folder(args.keep, photos, params),
+        )
         point["data"] = "real" if photos <= len(gallery) else "replicated"
         point["identify_bar_ms"] = identify_bar_ms(photos)
         point["codes"] = params.codes
@@ -398,57 +418,100 @@ def perturbed(features: LocalFeatures, rng: np.random.Generator) -> LocalFeature
     return LocalFeatures(keypoints=features.keypoints, descriptors=descriptors)
 
 
+def _kept_folder(keep: Path | None, photos: int, engine: SearchParameters) -> Path | None:
+    """Where a point's index is kept: named by everything that decides its contents."""
+    if keep is None:
+        return None
+    settings = msgspec.json.encode([engine, RootSiftExtractor().version, REPLICA_NOISE])
+    return keep / f"{photos}-{hashlib.sha256(settings).hexdigest()[:10]}"
+
+
 def _descriptor_point(
-    gallery: Iterable[tuple[str, LocalFeatures]],
+    gallery: Callable[[], Iterable[tuple[str, LocalFeatures]]],
     queries: list[tuple[Path, str]],
     engine: SearchParameters,
     passes: int,
+    kept: Path | None = None,
 ) -> dict:
-    """Build the engine's local search over `gallery`, then identify each query photo the
-    way the weight-free stage does (decode, describe, search, verify, roll if needed),
-    `passes` times."""
-    keypoints: list[tuple[str, np.ndarray]] = []
-
-    def numbered() -> Iterator[tuple[int, str, LocalFeatures]]:
-        for image_id, (label, features) in enumerate(gallery, start=1):
-            keypoints.append((label, features.keypoints))
-            yield image_id, label, features
-
-    with tempfile.TemporaryDirectory() as folder:
-        rss_before = _rss_bytes()
-        started = time.perf_counter()
-        search = LocalSearch(engine, upright=True, scratch=Path(folder))
-        faiss.omp_set_num_threads(cores())  # build time is not the bar: every core
-        search.build(numbered())
-        build_s = time.perf_counter() - started
-        rss_after = _rss_bytes()
+    """Build the engine's local search over `gallery` (or take the one kept in `kept`),
+    then identify each query photo the way the weight-free stage does (decode, describe,
+    search, verify, roll if needed), `passes` times."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = kept or Path(scratch)
+        built = folder / "built.json"
+        if built.is_file():
+            print(f"  reusing the index kept in {folder}", file=sys.stderr)
+        else:
+            _build_point(gallery(), engine, folder)
+        point = json.loads(built.read_text())
+        saved = folder / "d.faiss"
         # As a restarted server holds it: loaded from its files, exact rows mapped.
-        saved = Path(folder) / "d.faiss"
-        search.index.save(saved)
         loading = time.perf_counter()
         index = DescriptorIndex.load(saved, engine.exact_search_max, engine.nprobe)
+        with np.load(folder / "photos.npz") as photos:
+            labels, ends, positions = photos["labels"], photos["ends"], photos["positions"]
+        search = LocalSearch(engine, upright=True)
         search.resume(
             index,
-            [(i, label, *positions_of(k)) for i, (label, k) in enumerate(keypoints, start=1)],
+            [
+                (image_id, str(label), *positions_of(part))
+                for image_id, (label, part) in enumerate(
+                    zip(labels, np.split(positions, ends[:-1]), strict=True), start=1
+                )
+            ],
         )
         load_s = time.perf_counter() - loading
         disk_bytes = sum(p.stat().st_size for p in DescriptorIndex.files(saved) if p.is_file())
         # The FAISS file is the index's serialisation: its size, without a second copy.
         index_bytes = saved.stat().st_size + index.rows_memory_bytes
-        point = _identify_queries(search, queries, engine, passes)
-    points_bytes = sum(k[:, :2].astype(np.float32).nbytes for _, k in keypoints)
-    photos = len(keypoints)
-    return {
-        "photos": photos,
+        photo_count = len(labels)
+        point |= {
+            "load_s": load_s,
+            "index_kib_per_photo": (index_bytes + positions.nbytes) / photo_count / 1024,
+            "disk_kib_per_photo": disk_bytes / photo_count / 1024,
+            **_identify_queries(search, queries, engine, passes),
+        }
+    return point
+
+
+def _build_point(
+    gallery: Iterable[tuple[str, LocalFeatures]], engine: SearchParameters, folder: Path
+) -> None:
+    """Build the index of `gallery` and save it in `folder` with each photo's label and
+    keypoint positions; `built.json`, written last, holds the build's figures."""
+    folder.mkdir(parents=True, exist_ok=True)
+    labels: list[str] = []
+    positions: list[np.ndarray] = []
+
+    def numbered() -> Iterator[tuple[int, str, LocalFeatures]]:
+        for image_id, (label, features) in enumerate(gallery, start=1):
+            labels.append(label)
+            positions.append(features.keypoints[:, :2].astype(np.float32))
+            yield image_id, label, features
+
+    rss_before = _rss_bytes()
+    started = time.perf_counter()
+    search = LocalSearch(engine, upright=True, scratch=folder)
+    faiss.omp_set_num_threads(cores())  # build time is not the bar: every core
+    search.build(numbered())
+    build_s = time.perf_counter() - started
+    rss_after = _rss_bytes()
+    search.index.save(folder / "d.faiss")
+    np.savez(
+        folder / "photos.npz",
+        labels=np.array(labels),
+        ends=np.cumsum([len(p) for p in positions]),
+        positions=np.concatenate(positions),
+    )
+    point = {
+        "photos": len(labels),
         "descriptors": search.descriptors,
         "structure": "approximate" if search.index.approximate else "exact",
         "build_s": build_s,
-        "load_s": load_s,
-        "index_kib_per_photo": (index_bytes + points_bytes) / photos / 1024,
-        "disk_kib_per_photo": disk_bytes / photos / 1024,
-        "rss_kib_per_photo": (rss_after - rss_before) / photos / 1024,
-        **point,
+        "built": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rss_kib_per_photo": (rss_after - rss_before) / len(labels) / 1024,
     }
+    (folder / "built.json").write_text(json.dumps(point, indent=2) + "\n")
 
 
 def _identify_queries(
