@@ -160,6 +160,13 @@ def markdown(meta: dict, results: dict, gate: dict) -> str:
         " to 0.549; default install humpback-flukes 0.816 unchanged, rightwhale 0.551 to"
         " 0.543, happywhale + distractors 0.738 to 0.708 (2 of 65 queries). The open-set"
         " and one-gallery rows are from before it.",
+        "- crop enlargement, measured on 2026-12-06 and not adopted: enlarging photos"
+        " smaller than the working size towards 512 px instead of 600 (at most 2x either"
+        " way) kept weight-free humpback-flukes at 0.819 and identified 2 000 real photos"
+        " in 0.90 of the time (paired), but took default-install happywhale from 0.862 to"
+        " 0.785 in either enrolment order (0.892 against 0.846 with `max_features` 1499,"
+        " a perturbation of frames only); weight-free happywhale 0.723 (0.769 before,"
+        " which moves between 0.692 and 0.769 with the enrolment order alone).",
         f"- distractors: photos of other animals enrolled and never queried ({', '.join(DISTRACTORS)}"
         " sets; see `whaleid evaluate --distractors`).",
         "",
