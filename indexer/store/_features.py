@@ -131,19 +131,19 @@ class FeatureTable(Connection):
     def count_descriptors(self, extractor: str, version: str, after_id: int = 0) -> int:
         """How many descriptors (keypoints) this extractor's feature rows hold, in rows
         with an id above `after_id`."""
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT COALESCE(SUM(count), 0) FROM features"
-                " WHERE extractor = ? AND version = ? AND id > ?",
-                (extractor, version, after_id),
-            ).fetchone()
-        return int(row[0])
+        return self._total("SUM(count)", extractor, version, after_id)
 
     def count_features(self, extractor: str, version: str, after_id: int = 0) -> int:
         """How many feature rows this extractor has (with an id above `after_id`)."""
+        return self._total("COUNT(*)", extractor, version, after_id)
+
+    def _total(self, aggregate: str, extractor: str, version: str, after_id: int) -> int:
+        """`aggregate` (an SQL expression, never user input) over this extractor's rows
+        with an id above `after_id`; 0 where there are none."""
         with self._read() as conn:
             row = conn.execute(
-                "SELECT COUNT(*) FROM features WHERE extractor = ? AND version = ? AND id > ?",
+                f"SELECT COALESCE({aggregate}, 0) FROM features"
+                " WHERE extractor = ? AND version = ? AND id > ?",
                 (extractor, version, after_id),
             ).fetchone()
         return int(row[0])

@@ -55,8 +55,8 @@ _SCHEMA = (
         UNIQUE(image_id, extractor, version)
     )
     """,
-    # Serves iter_features / max_feature_id / count_features: one extractor's rows in
-    # id order.
+    # Serves iter_features / max_feature_id / count_features / count_descriptors: one
+    # extractor's rows in id order.
     "CREATE INDEX features_extractor ON features(extractor, version, id)",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
     f"INSERT INTO meta(key, value) VALUES ('{EPOCH_KEY}', '0')",
