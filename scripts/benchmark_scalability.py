@@ -382,7 +382,7 @@ def _descriptor_points(
             queries,
             params,
             args.passes,
-            kept=_kept_folder(args.keep, photos, params),
+            kept=_kept_folder(args.keep, photos, len(gallery), params),
         )
         point["data"] = "real" if photos <= len(gallery) else "replicated"
         point["identify_bar_ms"] = identify_bar_ms(photos)
@@ -418,11 +418,16 @@ def perturbed(features: LocalFeatures, rng: np.random.Generator) -> LocalFeature
     return LocalFeatures(keypoints=features.keypoints, descriptors=descriptors)
 
 
-def _kept_folder(keep: Path | None, photos: int, engine: SearchParameters) -> Path | None:
-    """Where a point's index is kept: named by everything that decides its contents."""
+def _kept_folder(
+    keep: Path | None, photos: int, real: int, engine: SearchParameters
+) -> Path | None:
+    """Where a point's index is kept: named by everything that decides its contents,
+    among them how many real photos (`real`, the largest real gallery asked for) a
+    replicated gallery copies."""
     if keep is None:
         return None
-    settings = msgspec.json.encode([engine, RootSiftExtractor().version, REPLICA_NOISE])
+    made_from = min(photos, real)
+    settings = msgspec.json.encode([engine, RootSiftExtractor().version, REPLICA_NOISE, made_from])
     return keep / f"{photos}-{hashlib.sha256(settings).hexdigest()[:10]}"
 
 
