@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from indexer.store import DATABASE_FILE
 from service.cli._exits import CommandError
-from service.cli._output import progress_bar
+from service.cli._output import BUILDING_INDEX, progress_bar
 from service.config import Settings
 
 if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
@@ -47,7 +47,7 @@ def open_gallery(
         models = load_configured_models(settings)
     try:
         with (
-            progress_bar("index", "image") as progress,
+            progress_bar("index", "image", BUILDING_INDEX) as progress,
             progress_bar("calibrate", "query") as calibrating,
         ):
             return open_configured(settings, models, progress, calibrating, load_index=load_index)

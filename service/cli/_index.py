@@ -10,7 +10,7 @@ import msgspec
 
 from service.cli._data import opened_gallery
 from service.cli._exits import EXIT_OK, CommandError
-from service.cli._output import progress_bar
+from service.cli._output import BUILDING_INDEX, progress_bar
 from service.config import Settings
 
 __all__ = ["import_centroids", "rebuild", "stats"]
@@ -39,7 +39,7 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
         with progress_bar("re-extract", "photo") as progress:
             done = gallery.catalogue.reextract(progress, describe)
         with (
-            progress_bar("rebuild", "image") as progress,
+            progress_bar("rebuild", "image", BUILDING_INDEX) as progress,
             progress_bar("calibrate", "query") as calibrating,
         ):
             gallery.rebuild(progress=progress, fill=fill, calibrating=calibrating)

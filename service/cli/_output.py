@@ -13,7 +13,14 @@ from tqdm import tqdm
 if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
     from indexer.results import Identification
 
-__all__ = ["print_identification", "progress_bar"]
+__all__ = ["BUILDING_INDEX", "print_identification", "progress_bar"]
+
+BUILDING_INDEX = (
+    "all {total} photos read; building the index now, with no progress shown"
+    " (minutes for a catalogue of thousands of photos)"
+)
+"""Said once an index build has read every photo: training the index's lists and adding
+the descriptors, most of a large build's time, report no progress."""
 
 
 def print_identification(path: Path, answer: Identification, out: TextIO) -> None:
@@ -54,11 +61,19 @@ def print_identification(path: Path, answer: Identification, out: TextIO) -> Non
 
 
 @contextmanager
-def progress_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+def progress_bar(
+    desc: str, unit: str, then: str | None = None
+) -> Iterator[Callable[[int, int], None]]:
     """A `progress(done, total)` callback drawing a tqdm bar on stderr.
 
     The bar appears on the first call only, so work that turns out to be unnecessary
     (an index that is already current) leaves no empty bar behind.
+
+    Args:
+        desc: what the bar counts.
+        unit: its unit.
+        then: a line written once the bar is full, for work that goes on without
+            progress of its own; `{total}` in it is the bar's total.
     """
     bars: list[tqdm] = []
 
@@ -68,7 +83,11 @@ def progress_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
         bar = bars[0]
         if bar.total != total:
             bar.total = total
+        full = bar.n < total <= done
         bar.update(done - bar.n)
+        if full and then is not None:
+            bar.refresh()
+            tqdm.write(then.format(total=total), file=sys.stderr)
 
     try:
         yield update

@@ -405,6 +405,9 @@ def test_rebuild_shows_progress_of_the_build_then_of_the_calibration(
     assert "index rebuilt" in out
     # tqdm bars on stderr, one per phase: the calibration's queries are not images built.
     assert re.search(r"rebuild: 100%.*4/4 \[.*image", err)
+    # Training and adding report no progress: the full bar says what goes on after it.
+    assert "all 4 photos read; building the index now" in err
+    assert err.index("4/4") < err.index("photos read") < err.index("calibrate:")
     assert re.search(r"calibrate: 100%.*4/4 \[.*query", err)
 
 
