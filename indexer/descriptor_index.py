@@ -23,6 +23,7 @@ import numpy as np
 
 from indexer.descriptor_rows import DescriptorRows
 from indexer.files import replacing
+from indexer.results import BuildStage, Stages
 from indexer.search_threads import in_parts
 
 __all__ = ["CODES", "KEYPOINT_BITS", "RESCORED", "Candidates", "DescriptorIndex", "Fill"]
@@ -128,6 +129,7 @@ class DescriptorIndex:
         seed: int = 0,
         fill: Fill | None = None,
         scratch: Path | None = None,
+        stages: Stages | None = None,
     ) -> None:
         """Replace the index with one over these photos, IVF when they are many.
 
@@ -139,23 +141,39 @@ class DescriptorIndex:
             seed: seed of the k-means training sample.
             fill: adds the photos to a trained IVF index in some other way than one by
                 one here (`cluster.index_build`); it must give the same index.
+            stages: told of the training, then of the adding, photo by photo (`fill`
+                reports its start and end only); the reading of `photos` is the caller's.
         """
         rows = DescriptorRows.spilled(photos, self.dim, scratch)
         image_ids = rows.held()
         self._rows = None
         if rows.written <= self.exact_max:
             self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
-            for image_id in image_ids:
-                self.add(image_id, rows.photo(image_id))
+            self._add_all(image_ids, rows.photo, stages)
             return
+        if stages is not None:
+            stages(BuildStage.TRAINING)(0, 0)
         self._index = _train_ivf(rows, self.trained_size(rows.written), self.dim, seed, self.codes)
         # Codes alone are added (`add` without rows): the exact rows are in place.
         if fill is not None:
+            adding = stages(BuildStage.ADDING) if stages is not None else None
+            if adding is not None:
+                adding(0, len(image_ids))
             fill(self, image_ids, rows.photo)
+            if adding is not None:
+                adding(len(image_ids), len(image_ids))
         else:
-            for image_id in image_ids:
-                self.add(image_id, rows.photo(image_id))
+            self._add_all(image_ids, rows.photo, stages)
         self._rows = rows
+
+    def _add_all(
+        self, image_ids: list[int], descriptors: Callable[[int], np.ndarray], stages: Stages | None
+    ) -> None:
+        adding = stages(BuildStage.ADDING) if stages is not None else None
+        for done, image_id in enumerate(image_ids, start=1):
+            self.add(image_id, descriptors(image_id))
+            if adding is not None:
+                adding(done, len(image_ids))
 
     def empty_copy(self) -> DescriptorIndex:
         """An index of the same kind and training (the same IVF lists), holding nothing."""

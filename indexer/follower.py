@@ -17,10 +17,10 @@ from indexer.deep_search import DeepSearch
 from indexer.descriptor_index import DescriptorIndex, Fill
 from indexer.local_search import LocalSearch, positions_of
 from indexer.point_files import PhotoPoints
-from indexer.results import Progress
+from indexer.results import BuildStage, Stages
 from indexer.store import Store
 
-__all__ = ["Follower", "Progress"]
+__all__ = ["Follower"]
 
 _log = logging.getLogger(__name__)
 
@@ -64,13 +64,15 @@ class Follower:
         self.changed = False
         """Whether the searches moved since the index files were last saved."""
 
-    def rebuild(self, progress: Progress | None = None, fill: Fill | None = None) -> None:
-        """Build every search from the database (`fill`: see `DescriptorIndex.build`)."""
+    def rebuild(self, stages: Stages | None = None, fill: Fill | None = None) -> None:
+        """Build every search from the database, telling `stages` of each `BuildStage`
+        (`fill`: see `DescriptorIndex.build`)."""
         with self.lock:
             marker = self.store.marker()
             epoch, _, self.calibration_id = marker
             labels = self.store.image_labels()
             total = self.store.count_features(*self.extractor)
+            reading = stages(BuildStage.READING) if stages is not None else None
             max_id = 0
 
             def searchable() -> Iterator[tuple[int, str, LocalFeatures]]:
@@ -81,10 +83,10 @@ class Follower:
                     if isinstance(row.features, LocalFeatures) and row.image_id in labels:
                         yield row.image_id, labels[row.image_id], row.features
                     max_id = max(max_id, row.id)
-                    if progress is not None:
-                        progress(done, total)
+                    if reading is not None:
+                        reading(done, total)
 
-            self.local.build(searchable(), fill)
+            self.local.build(searchable(), fill, stages)
             self._rebuild_deep()
             self.epoch, self.max_feature_id, self._marker = epoch, max_id, marker
             self.changed = True
@@ -96,7 +98,7 @@ class Follower:
         max_feature_id: int,
         image_ids: set[int],
         points: PhotoPoints | None = None,
-        progress: Progress | None = None,
+        stages: Stages | None = None,
     ) -> None:
         """Start from a saved local index that held `image_ids` up to `max_feature_id` at
         `epoch`, then catch up with everything committed since; or rebuild, when what was
@@ -109,7 +111,7 @@ class Follower:
             image_ids: the photos it holds.
             points: their keypoint positions saved beside it; None: read from the
                 database.
-            progress: progress(done, total) of the rebuild, if there is one.
+            stages: the stages of the rebuild, if there is one (`rebuild`).
         """
         with self.lock:
             labels = self.store.image_labels()
@@ -130,12 +132,12 @@ class Follower:
             self.local.resume(saved, photos, indexed=image_ids)
             self._rebuild_deep()
             self.epoch, self.max_feature_id = epoch, max_feature_id
-            self.catch_up(force=True, progress=progress)
+            self.catch_up(force=True, stages=stages)
 
-    def catch_up(self, *, force: bool = False, progress: Progress | None = None) -> None:
+    def catch_up(self, *, force: bool = False, stages: Stages | None = None) -> None:
         """Apply whatever was committed since the last call; rebuild instead when the
         index has outgrown its kind, or would once the new photos were added
-        (`progress`: of that rebuild)."""
+        (`stages`: of that rebuild)."""
         if self.epoch < 0:
             return  # nothing built or resumed yet to keep in step (opened to be rebuilt)
         marker = self.store.marker()
@@ -165,7 +167,7 @@ class Follower:
                     " the database",
                     self.store.count_features(*self.extractor),
                 )
-                self.rebuild(progress)
+                self.rebuild(stages)
                 if self._rebuilt is not None:
                     self._rebuilt()
             self._marker = marker

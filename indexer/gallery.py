@@ -40,7 +40,7 @@ from indexer.pipeline import (
     Stage,
 )
 from indexer.refit import Calibrator, photo_queries
-from indexer.results import GalleryStats, Progress
+from indexer.results import GalleryStats, Progress, Stages
 from indexer.store import DATABASE_FILE, Store
 
 __all__ = ["Gallery", "Progress"]
@@ -133,7 +133,7 @@ class Gallery:
         gate: Gate | None = None,
         locator: Locator | None = None,
         max_pixels: int | None = None,
-        progress: Progress | None = None,
+        rebuilding: Stages | None = None,
         calibrating: Progress | None = None,
         load_index: bool = True,
     ) -> Gallery:
@@ -150,7 +150,7 @@ class Gallery:
             locator: finds the animals in whole frames: each is identified on its own,
                 and enrolled photos are described in the region of their animals.
             max_pixels: photos larger than this are refused before decoding.
-            progress: progress(done, total) of a rebuild, if one is needed.
+            rebuilding: the stages of a rebuild, if one is needed (`Follower.rebuild`).
             calibrating: progress(done, total) of a calibration fit, if one is needed.
             load_index: False: the searches stay empty and follow nothing until
                 `rebuild`, for a caller that rebuilds them anyway (`whaleid index
@@ -175,7 +175,7 @@ class Gallery:
             with gallery.photos.removing():
                 gallery.photos.sweep(store.image_shas())
             if load_index:
-                gallery._load(progress, calibrating)
+                gallery._load(rebuilding, calibrating)
         except BaseException:
             store.close()
             raise
@@ -215,15 +215,14 @@ class Gallery:
 
     def rebuild(
         self,
-        progress: Progress | None = None,
+        rebuilding: Stages | None = None,
         fill: Fill | None = None,
         calibrating: Progress | None = None,
     ) -> None:
-        """Rebuild the searches from the database and refit the calibrations (`fill`:
-        how the descriptor index is filled, see `DescriptorIndex.build`; `calibrating`:
-        progress of the refit)."""
+        """Rebuild the searches from the database and refit the calibrations (`rebuilding`
+        and `fill`: see `Follower.rebuild`; `calibrating`: progress of the refit)."""
         with self.follower.lock:
-            self.follower.rebuild(progress, fill)
+            self.follower.rebuild(rebuilding, fill)
             self.calibrator.refit(calibrating)
             self.save()
 
@@ -254,7 +253,7 @@ class Gallery:
     def _extractor_key(self) -> tuple[str, str]:
         return self.extractor.name, self.extractor.version
 
-    def _load(self, progress: Progress | None, calibrating: Progress | None) -> None:
+    def _load(self, rebuilding: Stages | None, calibrating: Progress | None) -> None:
         """Resume from the saved index when there is one for these settings, else
         rebuild it; fit the calibrations if the database has none for this setup."""
         params = self.local.params
@@ -268,11 +267,16 @@ class Gallery:
         if loaded is None:
             if self.store.count_images():  # a new catalogue has nothing to rebuild
                 _log.warning("rebuilding the search index of %s from the database", self.store.path)
-            self.follower.rebuild(progress)
+            self.follower.rebuild(rebuilding)
         else:
             index, state, points = loaded
             self.follower.resume(
-                index, state.epoch, state.max_feature_id, set(state.image_ids), points, progress
+                index,
+                state.epoch,
+                state.max_feature_id,
+                set(state.image_ids),
+                points,
+                rebuilding,
             )
             if points is None:  # saved by an older version, or damaged: save them now
                 self.follower.changed = True

@@ -19,6 +19,7 @@ from embeddings.protocol import LocalFeatures
 from indexer.descriptor_index import CODES, DescriptorIndex, Fill
 from indexer.point_files import PhotoPoints
 from indexer.read_write_lock import ReadWriteLock
+from indexer.results import Stages
 from indexer.scoring import image_scores, lnbnn_votes, one_per_keypoint, verify
 
 __all__ = ["LocalSearch", "RankedImage", "Rolled", "SearchParameters", "positions_of"]
@@ -130,11 +131,14 @@ class LocalSearch:
             return {image_id: e.individual_id for image_id, e in self._entries.items()}
 
     def build(
-        self, photos: Iterable[tuple[int, str, LocalFeatures]], fill: Fill | None = None
+        self,
+        photos: Iterable[tuple[int, str, LocalFeatures]],
+        fill: Fill | None = None,
+        stages: Stages | None = None,
     ) -> None:
         """Start over from (image id, individual, features) rows, with a new index of
-        their descriptors (`fill`: how it is filled, see `DescriptorIndex.build`). The rows
-        are read once and need not all be in memory: only their keypoints are kept."""
+        their descriptors (`fill` and `stages`: see `DescriptorIndex.build`). The rows are
+        read once and need not all be in memory: only their keypoints are kept."""
         entries: dict[int, _Entry] = {}
 
         def described() -> Iterator[tuple[int, np.ndarray]]:
@@ -145,7 +149,7 @@ class LocalSearch:
         index = DescriptorIndex(
             128, self.params.exact_search_max, self.params.nprobe, self.params.codes
         )
-        index.build(described(), fill=fill, scratch=self._scratch)
+        index.build(described(), fill=fill, scratch=self._scratch, stages=stages)
         with self._lock.writing():
             self._index = index
             self._entries = entries

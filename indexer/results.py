@@ -4,12 +4,26 @@ evaluation all receive from `indexer.pipeline`. New fields go last, with default
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Literal
 
 import msgspec
 
 Progress = Callable[[int, int], None]
-"""progress(done, total), called as long work advances."""
+"""progress(done, total), called as long work advances; a total of 0 says, as the work
+begins, that it goes on with no progress of its own."""
+Stages = Callable[[str], Progress]
+"""stages(stage) -> the progress of that stage of long work, asked for as the stage
+begins (an index build's are `BuildStage`)."""
+
+
+class BuildStage(StrEnum):
+    """The stages of an index build, in order; a small index is not trained."""
+
+    READING = "reading the photos' features"
+    TRAINING = "training the index's lists (minutes for thousands of photos; no progress shown)"
+    ADDING = "adding the descriptors to the index"
+
 
 MAX_TOP_K = 50
 """Most candidates one answer may ask for."""

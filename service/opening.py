@@ -8,7 +8,7 @@ from pathlib import Path
 
 from embeddings.registry import LoadedModels, load_models
 from indexer.gallery import Gallery
-from indexer.results import Progress
+from indexer.results import Progress, Stages
 from service.config import Settings
 
 __all__ = ["load_configured_models", "open_gallery", "open_served_gallery"]
@@ -36,13 +36,13 @@ def load_configured_models(settings: Settings, models_dir: Path | None = None) -
 def open_gallery(
     settings: Settings,
     models: LoadedModels,
-    progress: Progress | None = None,
+    rebuilding: Stages | None = None,
     calibrating: Progress | None = None,
     *,
     load_index: bool = True,
 ) -> Gallery:
     """The gallery of `settings.data_dir` with the extractor settings, engine settings
-    and models given; progress(done, total) follows a rebuild if one is needed, and
+    and models given; `rebuilding` follows the stages of a rebuild if one is needed, and
     calibrating(done, total) a calibration fit (`load_index`: see `Gallery.open`)."""
     return Gallery.open(
         Path(settings.data_dir),
@@ -52,7 +52,7 @@ def open_gallery(
         gate=models.gate,
         locator=models.locator,
         max_pixels=settings.max_image_pixels,
-        progress=progress,
+        rebuilding=rebuilding,
         calibrating=calibrating,
         load_index=load_index,
     )
@@ -61,7 +61,7 @@ def open_gallery(
 def open_served_gallery(
     settings: Settings,
     models: LoadedModels,
-    progress: Progress | None = None,
+    rebuilding: Stages | None = None,
     calibrating: Progress | None = None,
     describing: Progress | None = None,
 ) -> Gallery:
@@ -72,16 +72,16 @@ def open_served_gallery(
     would skip.
 
     Args:
-        progress: progress(done, total) of a rebuild.
+        rebuilding: the stages of a rebuild (`Follower.rebuild`).
         calibrating: progress(done, total) of a calibration fit.
         describing: progress(done, total) of describing the photos again.
     """
-    gallery = open_gallery(settings, models, progress, calibrating)
+    gallery = open_gallery(settings, models, rebuilding, calibrating)
     try:
         if gallery.lacking():
             done = gallery.catalogue.reextract(describing)
             if done.extracted:
-                gallery.rebuild(progress, calibrating=calibrating)
+                gallery.rebuild(rebuilding, calibrating=calibrating)
             _log.log(
                 logging.WARNING if done.unextracted else logging.INFO,
                 "described %d stored photos again for these extractor settings and models;"

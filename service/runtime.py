@@ -23,7 +23,7 @@ from litestar.datastructures import UploadFile
 from indexer.catalogue import Catalogue
 from indexer.gallery import Gallery
 from indexer.pipeline import Pipeline
-from indexer.results import Identification, Progress, RejectionReason
+from indexer.results import Identification, Progress, RejectionReason, Stages
 from service.config import Settings
 from service.errors import PayloadTooLarge, Unavailable
 from service.metrics import Metrics
@@ -81,12 +81,13 @@ class Runtime:
         # Reads of the catalogue never queue behind photos being identified.
         self.read_limiter = CapacityLimiter(_READ_THREADS)
 
-    async def open(self, open_gallery: Callable[[Progress, Progress, Progress], Gallery]) -> None:
+    async def open(self, open_gallery: Callable[[Stages, Progress, Progress], Gallery]) -> None:
         """Open the gallery in a worker thread; progress and failure go to `opening`.
 
         Args:
             open_gallery: open_gallery(rebuilding, calibrating, describing) opens it,
-                reporting to each the progress of that phase.
+                reporting to each the progress of that phase (to `rebuilding`, of each
+                stage of the rebuild).
         """
 
         def phase(name: str) -> Progress:
@@ -98,7 +99,10 @@ class Runtime:
 
         try:
             self._gallery = await anyio.to_thread.run_sync(
-                open_gallery, phase(_REBUILDING), phase(_CALIBRATING), phase(_DESCRIBING)
+                open_gallery,
+                lambda stage: phase(f"{_REBUILDING}: {stage}"),
+                phase(_CALIBRATING),
+                phase(_DESCRIBING),
             )
         except Exception as exc:  # noqa: BLE001 - reported by /ready, and logged
             self.opening.error = f"{type(exc).__name__}: {exc}"
@@ -139,10 +143,6 @@ class Runtime:
         opening = self.opening
         if opening.error is not None:
             return f"the catalogue could not be opened: {opening.error}"
-        if opening.phase == _REBUILDING and opening.total and opening.done == opening.total:
-            # Every photo is read; the index's lists are trained on them (a minute at
-            # 1 000 photos on 2 cores), which reports no progress of its own.
-            return f"{opening.phase}: all {opening.total} photos read, building the index"
         if opening.total:
             return f"{opening.phase}: {opening.done} of {opening.total}"
         return opening.phase

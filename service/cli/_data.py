@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from indexer.store import DATABASE_FILE
 from service.cli._exits import CommandError
-from service.cli._output import BUILDING_INDEX, progress_bar
+from service.cli._output import progress_bar, stage_bars
 from service.config import Settings
 
 if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
@@ -47,10 +47,10 @@ def open_gallery(
         models = load_configured_models(settings)
     try:
         with (
-            progress_bar("index", "image", BUILDING_INDEX) as progress,
+            stage_bars("image") as rebuilding,
             progress_bar("calibrate", "query") as calibrating,
         ):
-            return open_configured(settings, models, progress, calibrating, load_index=load_index)
+            return open_configured(settings, models, rebuilding, calibrating, load_index=load_index)
     except OSError as exc:  # e.g. the data folder is a file, or not writable
         raise CommandError(
             f"cannot open the data folder {data_dir}: {exc.strerror or exc}"

@@ -10,7 +10,7 @@ import msgspec
 
 from service.cli._data import opened_gallery
 from service.cli._exits import EXIT_OK, CommandError
-from service.cli._output import BUILDING_INDEX, progress_bar
+from service.cli._output import progress_bar, stage_bars
 from service.config import Settings
 
 __all__ = ["import_centroids", "rebuild", "stats"]
@@ -39,10 +39,10 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
         with progress_bar("re-extract", "photo") as progress:
             done = gallery.catalogue.reextract(progress, describe)
         with (
-            progress_bar("rebuild", "image", BUILDING_INDEX) as progress,
+            stage_bars("image") as rebuilding,
             progress_bar("calibrate", "query") as calibrating,
         ):
-            gallery.rebuild(progress=progress, fill=fill, calibrating=calibrating)
+            gallery.rebuild(rebuilding, fill=fill, calibrating=calibrating)
     if done.extracted:
         print(f"features extracted from {done.extracted} stored photos")
     missing = [u for u in done.unextracted if u.reason == "no_file"]

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 
 if TYPE_CHECKING:  # only for annotations: importing the engine loads FAISS
-    from indexer.results import Identification
+    from indexer.results import Identification, Progress, Stages
 
-__all__ = ["BUILDING_INDEX", "print_identification", "progress_bar"]
-
-BUILDING_INDEX = (
-    "all {total} photos read; building the index now, with no progress shown"
-    " (minutes for a catalogue of thousands of photos)"
-)
-"""Said once an index build has read every photo: training the index's lists and adding
-the descriptors, most of a large build's time, report no progress."""
+__all__ = ["print_identification", "progress_bar", "stage_bars"]
 
 
 def print_identification(path: Path, answer: Identification, out: TextIO) -> None:
@@ -61,36 +54,56 @@ def print_identification(path: Path, answer: Identification, out: TextIO) -> Non
 
 
 @contextmanager
-def progress_bar(
-    desc: str, unit: str, then: str | None = None
-) -> Iterator[Callable[[int, int], None]]:
+def progress_bar(desc: str, unit: str) -> Iterator[Progress]:
     """A `progress(done, total)` callback drawing a tqdm bar on stderr.
 
     The bar appears on the first call only, so work that turns out to be unnecessary
-    (an index that is already current) leaves no empty bar behind.
+    (an index that is already current) leaves no empty bar behind, and is closed once
+    full, so that it is drawn full before whatever comes next (progress after that
+    starts a new bar). Work that reports a total of 0 (no progress of its own) gets
+    `desc` as a line instead.
 
     Args:
         desc: what the bar counts.
         unit: its unit.
-        then: a line written once the bar is full, for work that goes on without
-            progress of its own; `{total}` in it is the bar's total.
     """
     bars: list[tqdm] = []
+    said: list[str] = []
 
     def update(done: int, total: int) -> None:
+        if total == 0:
+            if not said:
+                said.append(desc)
+                tqdm.write(desc, file=sys.stderr)
+            return
         if not bars:
             bars.append(tqdm(desc=desc, unit=unit, total=total, file=sys.stderr))
         bar = bars[0]
         if bar.total != total:
             bar.total = total
-        full = bar.n < total <= done
         bar.update(done - bar.n)
-        if full and then is not None:
-            bar.refresh()
-            tqdm.write(then.format(total=total), file=sys.stderr)
+        if done >= total:
+            bars.pop().close()
 
     try:
         yield update
     finally:
         for bar in bars:
             bar.close()
+
+
+@contextmanager
+def stage_bars(unit: str) -> Iterator[Stages]:
+    """A `stages(stage)` callback giving each stage of long work its own `progress_bar`,
+    the stage before it closed.
+
+    Args:
+        unit: what every stage counts.
+    """
+    with ExitStack() as bars:
+
+        def stage(name: str) -> Progress:
+            bars.close()  # an ExitStack is emptied by closing, and takes new contexts
+            return bars.enter_context(progress_bar(name, unit))
+
+        yield stage

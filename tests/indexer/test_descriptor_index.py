@@ -12,6 +12,7 @@ import pytest
 
 from indexer import descriptor_index, search_threads
 from indexer.descriptor_index import DescriptorIndex
+from indexer.results import BuildStage, Progress, Stages
 
 _CENTRES = 200
 """Shared centres of the synthetic descriptors, like real SIFT's lumpy distribution. With
@@ -229,6 +230,31 @@ def test_a_build_reads_its_photos_once_and_keeps_their_rows_out_of_memory(photos
     assert np.allclose(distances, exact_distances(photos, image_ids, keypoints, queries), atol=1e-3)
 
 
+def reported() -> tuple[list[tuple[str, int, int]], Stages]:
+    """A `stages` callback and the (stage, done, total) it is told, in order."""
+    told: list[tuple[str, int, int]] = []
+
+    def stages(stage: str) -> Progress:
+        return lambda done, total: told.append((stage, done, total))
+
+    return told, stages
+
+
+def test_a_build_reports_its_training_then_each_photo_added(photos) -> None:
+    # The training has no progress of its own (total 0: said as it begins); the adding,
+    # most of a large build with the training, goes photo by photo.
+    told, stages = reported()
+    DescriptorIndex(128, 1_000, 16).build(enumerate(photos[:6], start=1), stages=stages)
+    assert told == [
+        (BuildStage.TRAINING, 0, 0),
+        *[(BuildStage.ADDING, done, 6) for done in range(1, 7)],
+    ]
+    # A small index is exact: nothing to train.
+    told, stages = reported()
+    DescriptorIndex(128, 10_000, 16).build(enumerate(photos[:3], start=1), stages=stages)
+    assert told == [(BuildStage.ADDING, done, 3) for done in range(1, 4)]
+
+
 def test_saved_rows_are_read_from_disk_and_later_ones_kept_in_memory(photos, tmp_path) -> None:
     index = build(photos[:50], exact_max=1_000)
     index.save(tmp_path / "d.faiss")
@@ -304,8 +330,15 @@ def test_an_index_merged_from_shards_is_the_one_built_by_adding(photos) -> None:
             index.merge(shard)
 
     merged = DescriptorIndex(128, 1_000, 16)
-    merged.build(zip(ids, photos[:50]), fill=in_shards)
+    told, stages = reported()
+    merged.build(zip(ids, photos[:50]), fill=in_shards, stages=stages)
     assert merged.to_bytes() == whole.to_bytes()
+    # A fill reports its start and its end only.
+    assert told == [
+        (BuildStage.TRAINING, 0, 0),
+        (BuildStage.ADDING, 0, 50),
+        (BuildStage.ADDING, 50, 50),
+    ]
     for image_id in range(51, 61):
         whole.add(image_id, photos[image_id - 1])
         merged.add(image_id, photos[image_id - 1])

@@ -16,6 +16,7 @@ from embeddings.protocol import LocalFeatures
 from indexer.catalogue import PhotoElsewhere
 from indexer.gallery import Gallery
 from indexer.local_search import LocalSearch, SearchParameters
+from indexer.results import BuildStage, Progress
 from indexer.store import InvalidInput, Store
 from tests.synthetic import encode, rolled, sighting
 
@@ -461,15 +462,27 @@ def test_a_catalogue_grown_past_its_saved_index_is_rebuilt_without_adding_every_
         enrol_all(gallery, photos)
     added = _photos_added(monkeypatch)
 
-    rebuilding: list[tuple[int, int]] = []
-    with Gallery.open(tmp_path, search=search, progress=lambda *p: rebuilding.append(p)) as gallery:
+    told: list[tuple[str, int, int]] = []
+
+    def rebuilding(stage: str) -> Progress:
+        return lambda done, total: told.append((stage, done, total))
+
+    with Gallery.open(tmp_path, search=search, rebuilding=rebuilding) as gallery:
         stats = gallery.stats()
         answer = gallery.pipeline.identify_photo(photos["ind-05", QUERY_SEED])
 
     assert gallery.local.index.approximate
     assert stats.images == len(INDIVIDUALS) * len(GALLERY_SEEDS)
     assert added == []  # rebuilt at once, not first added one by one until outgrown
-    assert rebuilding[-1] == (stats.images, stats.images)  # the rebuild said how far it got
+    # The rebuild said how far it got at each stage, in order.
+    assert [stage for stage, _, _ in told] == sorted(
+        (stage for stage, _, _ in told), key=list(BuildStage).index
+    )
+    assert {stage for stage, _, _ in told} == set(BuildStage)
+    last = {stage: (done, total) for stage, done, total in told}
+    assert last[BuildStage.READING] == (stats.images, stats.images)
+    assert last[BuildStage.TRAINING] == (0, 0)
+    assert last[BuildStage.ADDING] == (stats.images, stats.images)
     assert answer.candidates[0].individual_id == "ind-05"
 
 

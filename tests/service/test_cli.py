@@ -12,10 +12,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
+import indexer.gallery
 import service.cli._catalogue
 from embeddings.images import load_photo_file
 from embeddings.keypoints import KeypointConfig
 from indexer.config import EngineConfig
+from indexer.local_search import SearchParameters
+from indexer.results import BuildStage
 from service.cli import main
 from service.photo_sources import ManifestEntry
 from tests.synthetic import encode, fluke, sighting, write_folder, write_manifest
@@ -392,23 +395,28 @@ def test_stats_counts_the_gallery(capsys: pytest.CaptureFixture[str], gallery_di
     assert int(fields["descriptors"]) > 0
 
 
-def test_rebuild_shows_progress_of_the_build_then_of_the_calibration(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+def test_rebuild_shows_progress_of_each_stage_of_the_build_then_of_the_calibration(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_folder(tmp_path / "photos", ["A", "B"], photos=2)
     data = tmp_path / "data"
     assert run(capsys, "enrol", tmp_path / "photos", "--data", data)[0] == 0
+    # Four photos' descriptors past the exact index's size: the IVF lists are trained.
+    small = SearchParameters(exact_search_max=200, nprobe=32)
+    monkeypatch.setattr(indexer.gallery, "SearchParameters", lambda: small)
 
     code, out, err = run(capsys, "index", "rebuild", "--data", data)
 
     assert code == 0
     assert "index rebuilt" in out
-    # tqdm bars on stderr, one per phase: the calibration's queries are not images built.
-    assert re.search(r"rebuild: 100%.*4/4 \[.*image", err)
-    # Training and adding report no progress: the full bar says what goes on after it.
-    assert "all 4 photos read; building the index now" in err
-    assert err.index("4/4") < err.index("photos read") < err.index("calibrate:")
-    assert re.search(r"calibrate: 100%.*4/4 \[.*query", err)
+    # tqdm bars on stderr, one per stage of the build, then the calibration's (its
+    # queries are not images built); the training has no progress of its own and says so.
+    reading = re.search(rf"{BuildStage.READING}: 100%.*4/4 \[.*image", err)
+    training = err.index(f"{BuildStage.TRAINING}\n")
+    adding = re.search(rf"{BuildStage.ADDING}: 100%.*4/4 \[.*image", err)
+    calibrating = re.search(r"calibrate: 100%.*4/4 \[.*query", err)
+    assert reading and adding and calibrating
+    assert reading.start() < training < adding.start() < calibrating.start()
 
 
 def test_rebuild_builds_once_without_first_bringing_the_saved_index_up_to_date(

@@ -15,6 +15,7 @@ import service.runtime
 from embeddings.images import load_photo
 from indexer.catalogue import Catalogue
 from indexer.gallery import Gallery
+from indexer.results import BuildStage
 from service.app import create_app
 from service.config import FeatureSettings, Settings
 from tests.synthetic import encode, sighting
@@ -25,12 +26,12 @@ def test_probes_answer_while_the_catalogue_opens(
 ) -> None:
     release = threading.Event()
     real_open = Gallery.open
-    progress = None  # the opening's progress callback, once the opening calls Gallery.open
+    rebuilding = None  # the opening's `stages` callback, once the opening calls Gallery.open
 
     def slow_open(data_dir: Path, **kwargs):  # type: ignore[no-untyped-def]
-        nonlocal progress
-        progress = kwargs["progress"]
-        progress(120, 1000)  # as a rebuild reports it
+        nonlocal rebuilding
+        rebuilding = kwargs["rebuilding"]
+        rebuilding(BuildStage.READING)(120, 1000)  # as a rebuild reports it
         assert release.wait(timeout=30)
         return real_open(data_dir, **kwargs)
 
@@ -43,7 +44,7 @@ def test_probes_answer_while_the_catalogue_opens(
         assert starting.status_code == 503
         assert starting.json() == {
             "status": "starting",
-            "detail": "rebuilding the search index: 120 of 1000",
+            "detail": "rebuilding the search index: reading the photos' features: 120 of 1000",
             "done": 120,
             "total": 1000,
         }
@@ -56,9 +57,17 @@ def test_probes_answer_while_the_catalogue_opens(
         # The web interface loads, and says the catalogue is opening (from /ready).
         assert client.get("/").status_code == 200
         assert client.get("/ui/app.js").status_code == 200
-        progress(1000, 1000)  # every photo read: the index is built, silently
+        rebuilding(BuildStage.TRAINING)(0, 0)  # every photo read: the lists are trained
+        assert client.get("/ready").json() == {
+            "status": "starting",
+            "detail": f"rebuilding the search index: {BuildStage.TRAINING}",
+            "done": 0,
+            "total": 0,
+        }
+        assert "no progress shown" in BuildStage.TRAINING
+        rebuilding(BuildStage.ADDING)(400, 1000)
         assert client.get("/ready").json()["detail"] == (
-            "rebuilding the search index: all 1000 photos read, building the index"
+            "rebuilding the search index: adding the descriptors to the index: 400 of 1000"
         )
         release.set()
         assert client.get("/ready").status_code == 200

@@ -28,9 +28,9 @@ export async function showStatus(page, isCurrent) {
   if (!isCurrent()) return;
   const body = state.body;
   if (!state.ready) {
-    const progress = body.total ? ` (${body.done} of ${body.total})` : "";
+    // The detail says how far the opening has got (done of total) already.
     page.replaceChildren(h("div", { class: "status-page" }, h("h1", {}, "Status"),
-      h("p", { class: body.status === "failed" ? "error" : "" }, `${body.status}: ${body.detail}${progress}`),
+      h("p", { class: body.status === "failed" ? "error" : "" }, `${body.status}: ${body.detail}`),
       h("dl", {}, row("version", version))));
     if (body.status !== "failed") setTimeout(() => isCurrent() && showStatus(page, isCurrent), POLL_MS);
     return;
