@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from cluster.session import import_ray
+from embeddings.allocator import retain_freed_memory
 
 __all__ = ["BATCH", "Job", "run_on_actors"]
 
@@ -31,6 +32,7 @@ def _actor_class(make: Callable[[], Job]) -> type:
 
     class Actor:
         def __init__(self) -> None:
+            retain_freed_memory()  # a worker process describes photo after photo
             self.job = make()
 
         def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -56,6 +56,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from reporting import report_meta
 
+from embeddings.allocator import retain_freed_memory
 from embeddings.images import load_photo_file
 from embeddings.keypoints import RootSiftExtractor
 from embeddings.protocol import LocalFeatures
@@ -140,6 +141,7 @@ def main() -> int:
         help="only refit and redraw the report and plot from this results JSON (rewritten)",
     )
     args = parser.parse_args()
+    retain_freed_memory()  # as the service does (`whaleid` at its start)
     args.photo_sizes = [int(s) for s in args.photo_sizes.split(",") if s]
     args.replicated_sizes = [int(s) for s in args.replicated_sizes.split(",") if s]
     if args.descriptors_only and (args.json is None or not args.json.is_file()):

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import msgspec
 
 from cluster.session import ClusterError
+from embeddings.allocator import retain_freed_memory
 from embeddings.model_files import ModelFileError
 from indexer.store import StoreError
 from service.cli._exits import (
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code (see the module docstring).
     """
+    retain_freed_memory()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
