@@ -34,7 +34,6 @@ from PIL import Image
 from reporting import report_meta
 from serving import bench_env, percentiles, server
 
-from embeddings.allocator import retain_freed_memory
 from embeddings.arcface import ArcFaceEmbedder
 from embeddings.images import load_photo
 from embeddings.reference.clip_vit import Clip
@@ -53,7 +52,6 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     args = parser.parse_args()
-    retain_freed_memory()  # as the service does (`whaleid` at its start)
     gallery_photos, queries, source = _photos(args.data, args.photos, args.requests)
     with tempfile.TemporaryDirectory(prefix="whaleid-latency-") as tmp:
         root = Path(tmp)

@@ -32,7 +32,6 @@ from pathlib import Path
 import msgspec
 from reporting import report_meta
 
-from embeddings.allocator import retain_freed_memory
 from embeddings.gate import GATE_MODEL, ClipGate
 from embeddings.gate_calibration import gate_metrics, score_manifest
 from embeddings.lite0 import Lite0Gate, Lite0Net, install_lite0, lite0_folder
@@ -63,7 +62,6 @@ def main() -> int:
         "--render", action="store_true", help="only rewrite accuracy.md from accuracy.json"
     )
     args = parser.parse_args()
-    retain_freed_memory()  # as the service does (`whaleid` at its start)
     if args.render:
         saved = json.loads((args.out / "accuracy.json").read_text())
         (args.out / "accuracy.md").write_text(markdown(saved["meta"], saved["runs"], saved["gate"]))
