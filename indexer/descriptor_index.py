@@ -147,33 +147,28 @@ class DescriptorIndex:
         rows = DescriptorRows.spilled(photos, self.dim, scratch)
         image_ids = rows.held()
         self._rows = None
-        if rows.written <= self.exact_max:
-            self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
-            self._add_all(image_ids, rows.photo, stages)
-            return
-        if stages is not None:
-            stages(BuildStage.TRAINING)(0, 0)
-        self._index = _train_ivf(rows, self.trained_size(rows.written), self.dim, seed, self.codes)
-        # Codes alone are added (`add` without rows): the exact rows are in place.
-        if fill is not None:
-            adding = stages(BuildStage.ADDING) if stages is not None else None
-            if adding is not None:
-                adding(0, len(image_ids))
-            fill(self, image_ids, rows.photo)
-            if adding is not None:
-                adding(len(image_ids), len(image_ids))
+        approximate = rows.written > self.exact_max
+        if approximate:
+            if stages is not None:
+                stages(BuildStage.TRAINING)(0, 0)
+            self._index = _train_ivf(
+                rows, self.trained_size(rows.written), self.dim, seed, self.codes
+            )
         else:
-            self._add_all(image_ids, rows.photo, stages)
-        self._rows = rows
-
-    def _add_all(
-        self, image_ids: list[int], descriptors: Callable[[int], np.ndarray], stages: Stages | None
-    ) -> None:
-        adding = stages(BuildStage.ADDING) if stages is not None else None
-        for done, image_id in enumerate(image_ids, start=1):
-            self.add(image_id, descriptors(image_id))
-            if adding is not None:
-                adding(done, len(image_ids))
+            self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
+        adding = stages(BuildStage.ADDING) if stages is not None else _unreported
+        total = len(image_ids)
+        # Codes alone are added (`add` without rows): the exact rows are in place.
+        if approximate and fill is not None:
+            adding(0, total)
+            fill(self, image_ids, rows.photo)
+            adding(total, total)
+        else:
+            for done, image_id in enumerate(image_ids, start=1):
+                self.add(image_id, rows.photo(image_id))
+                adding(done, total)
+        if approximate:
+            self._rows = rows
 
     def empty_copy(self) -> DescriptorIndex:
         """An index of the same kind and training (the same IVF lists), holding nothing."""
@@ -318,6 +313,10 @@ class DescriptorIndex:
         wrapped = cls(index.d, exact_max, nprobe)
         wrapped._index = index
         return wrapped
+
+
+def _unreported(done: int, total: int) -> None:
+    """The progress of a build nobody follows."""
 
 
 class Candidates(msgspec.Struct, frozen=True, kw_only=True):
