@@ -187,14 +187,15 @@ class DetectedKeypoints:
         self._origin = origin
         """Where the detected region's corner lies in the photo."""
 
-    def describe(self, roll: float = 0.0) -> LocalFeatures:
-        """The keypoints described at `roll` degrees (0: upright, as stored).
+    def describe(self, roll: float = 0.0, strongest: int | None = None) -> LocalFeatures:
+        """The keypoints described at `roll` degrees (0: upright, as stored), only the
+        `strongest` of each level if given (see `describe_rolls`).
 
         Raises:
             ValueError: the extractor is not `upright` (its descriptors are already
                 rotation invariant) and a roll other than 0 is asked for.
         """
-        return self.describe_rolls([roll])[0]
+        return self.describe_rolls([roll], strongest)[0]
 
     def describe_rolls(
         self, rolls: Sequence[float], strongest: int | None = None

@@ -169,7 +169,7 @@ class LocalSearchStage:
         verify_also = [hit.image_id for hit in shortlisted if hit.image_id is not None]
         for box in query.boxes or [Box.whole(query.photo)]:
             detection = self.extractor.detect(query.photo, box)
-            features = detection.describe()
+            features = detection.describe(strongest=self.local.params.query_keypoints)
             if not self.local.enough(features):
                 # With a deep model the embedding is still evidence; without, there is none.
                 if query.deep_hits is not None:

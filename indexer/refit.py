@@ -82,11 +82,13 @@ def photo_queries(
     photos: PhotoFiles,
     extractor: RootSiftExtractor,
     locator: Locator | None = None,
+    strongest: int | None = None,
 ) -> QueryOf:
     """Query with the photo's stored file, searched as identification searches it (roll
     hypotheses included: without them the fit misses the weak queries they rescue; the
-    animals' region when a locator finds them); with its stored upright features when it
-    has no file."""
+    animals' region when a locator finds them; described from the `strongest` keypoints
+    of each level, `SearchParameters.query_keypoints`); with its stored upright features
+    when it has no file."""
 
     def query_of(image_id: int) -> tuple[LocalFeatures, Rolled | None] | None:
         row = store.image(image_id)
@@ -98,7 +100,7 @@ def photo_queries(
             if photo is not None:
                 region = None if locator is None else locator.region(photo)
                 detection = extractor.detect(photo, region)
-                return detection.describe(), detection.describe_rolls
+                return detection.describe(strongest=strongest), detection.describe_rolls
         stored = store.feature(image_id, extractor.name, extractor.version)
         if stored is None or not isinstance(stored.features, LocalFeatures):
             return None

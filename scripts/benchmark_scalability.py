@@ -538,7 +538,7 @@ def _identify_queries(
         for path, _label in queries:
             started = time.perf_counter()
             detection = extractor.detect(load_photo_file(path))
-            features = detection.describe()
+            features = detection.describe(strongest=engine.query_keypoints)
             rolls: list[Sequence[float]] = []
             search.rank(features, rolled=_noted(detection.describe_rolls, rolls))
             identify_ms.append(1000 * (time.perf_counter() - started))

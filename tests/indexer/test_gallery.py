@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -400,13 +401,13 @@ def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
     built: Path, photos, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     detected: list[Photo] = []
-    described: list[float] = []
+    described: list[tuple[float, int | None]] = []
     describe_rolls = DetectedKeypoints.describe_rolls
 
     def spy_describe(
         self: DetectedKeypoints, rolls: Sequence[float], strongest: int | None = None
     ) -> list[LocalFeatures]:
-        described.extend(rolls)
+        described.extend((roll, strongest) for roll in rolls)
         return describe_rolls(self, rolls, strongest)
 
     monkeypatch.setattr(DetectedKeypoints, "describe_rolls", spy_describe)
@@ -418,10 +419,36 @@ def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
             return detect(photo, box)
 
         monkeypatch.setattr(gallery.extractor, "detect", spy_detect)
-        # A stranger verifies weakly upright, so every hypothesis is searched.
+        # A stranger verifies weakly upright, so every hypothesis is searched; the query
+        # is described from its strongest keypoints, upright and rolled.
         gallery.pipeline.identify_photo(photos["stranger", QUERY_SEED])
-        assert described == [0.0, *gallery.local.params.roll_angles]
+        params = gallery.local.params
+        assert described == [
+            (0.0, params.query_keypoints),
+            *((roll, params.roll_keypoints) for roll in params.roll_angles),
+        ]
     assert len(detected) == 1
+
+
+def test_calibration_describes_stored_photos_as_identification_describes_queries(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    described: list[tuple[float, int | None]] = []
+    describe_rolls = DetectedKeypoints.describe_rolls
+
+    def spy_describe(
+        self: DetectedKeypoints, rolls: Sequence[float], strongest: int | None = None
+    ) -> list[LocalFeatures]:
+        described.extend((roll, strongest) for roll in rolls)
+        return describe_rolls(self, rolls, strongest)
+
+    monkeypatch.setattr(DetectedKeypoints, "describe_rolls", spy_describe)
+    shutil.copytree(built, tmp_path / "data")
+    search = SearchParameters(query_keypoints=40)
+    with Gallery.open(tmp_path / "data", search=search) as gallery:
+        assert gallery.calibrator.refit()
+    upright = [strongest for roll, strongest in described if roll == 0.0]
+    assert upright and set(upright) == {search.query_keypoints}
 
 
 def test_a_rolled_photo_is_identified_through_a_roll_hypothesis(built: Path, photos) -> None:
