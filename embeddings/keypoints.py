@@ -187,6 +187,12 @@ class DetectedKeypoints:
         self._origin = origin
         """Where the detected region's corner lies in the photo."""
 
+    @property
+    def enlarged(self) -> bool:
+        """Whether the region was no larger than the working size, and so was described
+        at its own size or enlarged (a crop of the animal) rather than shrunk (a frame)."""
+        return bool(self._levels) and self._levels[0].scale >= 1.0
+
     def describe(self, roll: float = 0.0, strongest: int | None = None) -> LocalFeatures:
         """The keypoints described at `roll` degrees (0: upright, as stored), only the
         `strongest` of each level if given (see `describe_rolls`).

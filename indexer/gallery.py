@@ -86,7 +86,7 @@ class Gallery:
             ),
             self.follower,
             self.deep,
-            photo_queries(store, self.photos, extractor, locator, search.query_keypoints),
+            photo_queries(store, self.photos, extractor, search, locator),
         )
         self.catalogue = Catalogue(
             store,

@@ -30,7 +30,7 @@ from embeddings.protocol import GlobalExtractor, Locator
 from indexer.decision import Calibrations, decide
 from indexer.deep_search import DeepHit, DeepSearch
 from indexer.follower import Follower
-from indexer.local_search import LocalSearch, RankedImage
+from indexer.local_search import LocalSearch, RankedImage, query_features
 from indexer.results import (
     FUSED,
     GATE_NOT_APPLIED,
@@ -169,7 +169,7 @@ class LocalSearchStage:
         verify_also = [hit.image_id for hit in shortlisted if hit.image_id is not None]
         for box in query.boxes or [Box.whole(query.photo)]:
             detection = self.extractor.detect(query.photo, box)
-            features = detection.describe(strongest=self.local.params.query_keypoints)
+            features = query_features(detection, self.local.params)
             if not self.local.enough(features):
                 # With a deep model the embedding is still evidence; without, there is none.
                 if query.deep_hits is not None:

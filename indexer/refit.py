@@ -17,7 +17,7 @@ from indexer.calibration import Calibration, calibration_queries, harvest, new_s
 from indexer.decision import UNFITTED_HALF_COSINE, UNFITTED_HALF_SCORE, Calibrations
 from indexer.deep_search import CENTROID_BASE, DeepSearch
 from indexer.follower import Follower
-from indexer.local_search import LocalSearch, Rolled
+from indexer.local_search import LocalSearch, Rolled, SearchParameters, query_features
 from indexer.photo_files import PhotoFiles
 from indexer.results import Progress
 from indexer.store import Store
@@ -81,14 +81,13 @@ def photo_queries(
     store: Store,
     photos: PhotoFiles,
     extractor: RootSiftExtractor,
+    params: SearchParameters,
     locator: Locator | None = None,
-    strongest: int | None = None,
 ) -> QueryOf:
     """Query with the photo's stored file, searched as identification searches it (roll
     hypotheses included: without them the fit misses the weak queries they rescue; the
-    animals' region when a locator finds them; described from the `strongest` keypoints
-    of each level, `SearchParameters.query_keypoints`); with its stored upright features
-    when it has no file."""
+    animals' region when a locator finds them; described by `query_features`); with its
+    stored upright features when it has no file."""
 
     def query_of(image_id: int) -> tuple[LocalFeatures, Rolled | None] | None:
         row = store.image(image_id)
@@ -100,7 +99,7 @@ def photo_queries(
             if photo is not None:
                 region = None if locator is None else locator.region(photo)
                 detection = extractor.detect(photo, region)
-                return detection.describe(strongest=strongest), detection.describe_rolls
+                return query_features(detection, params), detection.describe_rolls
         stored = store.feature(image_id, extractor.name, extractor.version)
         if stored is None or not isinstance(stored.features, LocalFeatures):
             return None

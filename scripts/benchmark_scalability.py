@@ -62,7 +62,13 @@ from embeddings.keypoints import RootSiftExtractor
 from embeddings.protocol import LocalFeatures
 from indexer.deep_search import DEEP_EXACT_MAX, DEEP_REFINE_FACTOR
 from indexer.descriptor_index import CODES, DescriptorIndex
-from indexer.local_search import LocalSearch, Rolled, SearchParameters, positions_of
+from indexer.local_search import (
+    LocalSearch,
+    Rolled,
+    SearchParameters,
+    positions_of,
+    query_features,
+)
 from indexer.search_threads import cores
 from indexer.vector_index import VectorIndex
 
@@ -538,7 +544,7 @@ def _identify_queries(
         for path, _label in queries:
             started = time.perf_counter()
             detection = extractor.detect(load_photo_file(path))
-            features = detection.describe(strongest=engine.query_keypoints)
+            features = query_features(detection, engine)
             rolls: list[Sequence[float]] = []
             search.rank(features, rolled=_noted(detection.describe_rolls, rolls))
             identify_ms.append(1000 * (time.perf_counter() - started))

@@ -1,4 +1,5 @@
-"""The local search under concurrent use: searches side by side, changes between them."""
+"""The local search under concurrent use (searches side by side, changes between them),
+and how a query is described for it."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from embeddings.images import load_photo
+from embeddings.keypoints import RootSiftExtractor
 from embeddings.protocol import LocalFeatures
-from indexer.local_search import LocalSearch, RankedImage, SearchParameters
+from indexer.local_search import LocalSearch, RankedImage, SearchParameters, query_features
 from tests.indexer.test_descriptor_index import clustered
+from tests.synthetic import encode, fluke
 
 PARAMS = SearchParameters(exact_search_max=1_000)
 """Small enough that 20 photos of 200 descriptors get an IVF index."""
@@ -63,3 +67,20 @@ def test_searches_beside_each_other_and_beside_changes_answer_as_one_at_a_time()
     assert [_answers(search.rank(q)) for q in queries] == [
         _answers(one_by_one.rank(q)) for q in queries
     ]
+
+
+def test_a_query_crop_is_searched_by_its_strongest_keypoints_and_a_frame_by_all() -> None:
+    extractor = RootSiftExtractor()
+    params = SearchParameters(query_keypoints=40)
+    levels = 1 + len(extractor.config.coarse_levels)
+    crop = extractor.detect(load_photo(encode(fluke("crop"))))  # 480 px: enlarged
+    assert crop.enlarged
+    capped = query_features(crop, params)
+    assert 0 < len(capped.descriptors) <= levels * params.query_keypoints
+    assert len(capped.descriptors) < len(crop.describe().descriptors)
+    # A frame is shrunk to the working size: its animal's keypoints may be the fainter.
+    frame = extractor.detect(load_photo(encode(fluke("frame", width=1600, height=1000))))
+    assert not frame.enlarged
+    every = frame.describe()
+    assert len(every.descriptors) > levels * params.query_keypoints
+    assert np.array_equal(query_features(frame, params).descriptors, every.descriptors)
