@@ -397,10 +397,8 @@ def test_roll_hypotheses_are_searched_only_when_the_upright_search_verifies_weak
         assert calls == [(list(params.roll_angles), params.roll_keypoints)]
 
 
-def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
-    built: Path, photos, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    detected: list[Photo] = []
+def _descriptions(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, int | None]]:
+    """(roll, strongest) of every keypoint description from now on, in order."""
     described: list[tuple[float, int | None]] = []
     describe_rolls = DetectedKeypoints.describe_rolls
 
@@ -411,6 +409,14 @@ def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
         return describe_rolls(self, rolls, strongest)
 
     monkeypatch.setattr(DetectedKeypoints, "describe_rolls", spy_describe)
+    return described
+
+
+def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
+    built: Path, photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detected: list[Photo] = []
+    described = _descriptions(monkeypatch)
     with Gallery.open(built) as gallery:
         detect = gallery.extractor.detect
 
@@ -433,16 +439,7 @@ def test_identify_detects_keypoints_once_for_every_roll_hypothesis(
 def test_calibration_describes_stored_photos_as_identification_describes_queries(
     built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    described: list[tuple[float, int | None]] = []
-    describe_rolls = DetectedKeypoints.describe_rolls
-
-    def spy_describe(
-        self: DetectedKeypoints, rolls: Sequence[float], strongest: int | None = None
-    ) -> list[LocalFeatures]:
-        described.extend((roll, strongest) for roll in rolls)
-        return describe_rolls(self, rolls, strongest)
-
-    monkeypatch.setattr(DetectedKeypoints, "describe_rolls", spy_describe)
+    described = _descriptions(monkeypatch)
     shutil.copytree(built, tmp_path / "data")
     search = SearchParameters(query_keypoints=40)
     with Gallery.open(tmp_path / "data", search=search) as gallery:
