@@ -159,13 +159,14 @@ def markdown(meta: dict, results: dict, gate: dict) -> str:
         " weight-free humpback-flukes 0.818 and happywhale 0.769 unchanged, rightwhale 0.557"
         " to 0.549; default install humpback-flukes 0.816 unchanged, rightwhale 0.551 to"
         " 0.543, happywhale + distractors 0.738 to 0.708 (2 of 65 queries). The open-set"
-        " and one-gallery rows are from before it.",
+        " rows are from before it.",
         "- query keypoints: the runs dated 2026-12-07 search a query crop (a photo or box"
         " no larger than the 600 px working size) by its 1 000 strongest keypoints of each"
         " level, and a larger region by all of them. Against the runs just before:"
         " weight-free humpback-flukes 0.818 unchanged, rightwhale 0.549 to 0.546; default"
         " install humpback-flukes 0.816 unchanged, rightwhale 0.543 to 0.541; every happywhale"
-        " row unchanged. Capping whole frames as well, measured the same night and not"
+        " row unchanged; one gallery (its run of 2026-12-06 08:30 was before the training"
+        " steps too) 0.669 to 0.667, and query p50 253 to 191 ms. Capping whole frames as well, measured the same night and not"
         " adopted: weight-free happywhale 0.708, default install 0.831, happywhale +"
         " distractors 0.692. The flukes and right-whale runs shared the 2 cores with each"
         " other and a test run, the happywhale runs with each other: their query times read"
