@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-__all__ = ["bench_env", "free_port", "percentiles", "server"]
+__all__ = ["bench_env", "free_port", "percentiles", "server", "wait_ready"]
 
 
 def bench_env(root: Path, models_dir: Path | None = None) -> dict[str, str]:
@@ -35,7 +35,7 @@ def bench_env(root: Path, models_dir: Path | None = None) -> dict[str, str]:
 @contextmanager
 def server(data: Path, env: dict[str, str]) -> Iterator[str]:
     """A `whaleid serve` process on `data` and a free port; yields its base URL once it
-    answers /health, stops it afterwards."""
+    is ready to identify, stops it afterwards."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -50,22 +50,37 @@ def server(data: Path, env: dict[str, str]) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited with code {process.returncode}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start within 10 minutes")
-            time.sleep(0.5)
+        wait_ready(url, process)
         yield url
     finally:
         process.terminate()
         process.wait(timeout=120)
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 600.0) -> None:
+    """Return once the server at `url` answers /ready with 200. /health answers as soon
+    as the process listens, while the catalogue may still be opening (and requests wait
+    or fail): timing from then would time the opening.
+
+    Raises:
+        RuntimeError: the process exited, the catalogue could not be opened, or the
+            server was not ready within `timeout_s`.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode}")
+        try:
+            response = httpx.get(f"{url}/ready", timeout=5)
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code == 200:
+            return
+        if response is not None and response.json().get("status") == "failed":
+            raise RuntimeError(f"the server could not open its catalogue: {response.text}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server was not ready within {timeout_s:.0f} s")
+        time.sleep(0.5)
 
 
 def free_port() -> int:
