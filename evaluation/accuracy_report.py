@@ -167,10 +167,10 @@ def markdown(meta: dict, results: dict, gate: dict) -> str:
         " install humpback-flukes 0.816 unchanged, rightwhale 0.543 to 0.541; every happywhale"
         " row unchanged; one gallery (its run of 2026-12-06 08:30 was before the training"
         " steps too) 0.669 to 0.667, and query p50 253 to 191 ms. Capping whole frames as"
-        " well, measured the same night and not adopted: weight-free happywhale 0.708, default install 0.831, happywhale +"
-        " distractors 0.692. The flukes and right-whale runs shared the 2 cores with each"
-        " other and a test run, the happywhale runs with each other: their query times read"
-        " high.",
+        " well, measured the same night and not adopted: weight-free happywhale 0.708,"
+        " default install 0.831, happywhale + distractors 0.692. The flukes and right-whale"
+        " runs shared the 2 cores with each other and a test run, the happywhale runs with"
+        " each other: their query times read high.",
         "- crop enlargement, measured on 2026-12-06 and not adopted: enlarging photos"
         " smaller than the working size towards 512 px instead of 600 (at most 2x either"
         " way) kept weight-free humpback-flukes at 0.819 and identified 2 000 real photos"
